@@ -1,0 +1,1 @@
+"""reglab's server: REST API, event streams and the queue. It never imports TensorFlow."""

@@ -1,0 +1,250 @@
+"""The experiment spec: the one contract that the server validates and the worker trains.
+
+Everything a run needs is in an `ExperimentSpec`. The server checks it (bounds that keep a
+shared server safe, combinations that cannot be built) so that a bad spec is a 422 naming
+its field, never a worker crash. This module imports pydantic only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the builder and the server need to know about a built-in dataset."""
+
+    task: Task
+    classes: int  # 0 for regression
+    features: int  # flat feature count
+    image: tuple[int, int, int] | None = None  # (height, width, channels) for conv2d
+    generated: bool = False  # n_samples and noise apply
+    default_samples: int = 0
+    description: str = ""
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo(
+        "classification", 10, 64, image=(8, 8, 1), description="scikit-learn 8×8 digits, 1,797"
+    ),
+    "breast_cancer": DatasetInfo(
+        "classification", 2, 30, description="scikit-learn breast cancer, 569 × 30"
+    ),
+    "wine": DatasetInfo("classification", 3, 13, description="scikit-learn wine, 178 × 13"),
+    "moons": DatasetInfo(
+        "classification", 2, 2, generated=True, default_samples=500, description="two moons"
+    ),
+    "noisy_regression": DatasetInfo(
+        "regression",
+        0,
+        1,
+        generated=True,
+        default_samples=60,
+        description="few noisy samples of a smooth curve; over-fits readily",
+    ),
+    "periodic_series": DatasetInfo(
+        "classification",
+        4,
+        64,
+        generated=True,
+        default_samples=800,
+        description="noisy waves of four frequencies, 64 steps; classify the frequency",
+    ),
+}
+
+DatasetName = Literal[
+    "digits", "breast_cancer", "wine", "moons", "noisy_regression", "periodic_series"
+]
+RegularizerKind = Literal["l1", "l2", "l1l2", "smoothness"]
+Activation = Literal["relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish", "linear"]
+Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
+
+Strength = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+]
+Notes = Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")]
+
+# Which strength fields each kind reads; the others must stay unset.
+_KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "l1": ("l1",),
+    "l2": ("l2",),
+    "l1l2": ("l1", "l2"),
+    "smoothness": ("smoothness",),
+}
+DEFAULT_STRENGTH = 0.01
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegularizerSpec(_Strict):
+    """A penalty λ·R(w) added to the loss. Unset strengths of the kind default to 0.01."""
+
+    kind: RegularizerKind
+    l1: Strength | None = None
+    l2: Strength | None = None
+    smoothness: Strength | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> RegularizerSpec:
+        wanted = _KIND_FIELDS[self.kind]
+        for field in ("l1", "l2", "smoothness"):
+            value = getattr(self, field)
+            if field in wanted and value is None:
+                setattr(self, field, DEFAULT_STRENGTH)
+            elif field not in wanted and value is not None:
+                raise ValueError(f"'{field}' does not apply to a regularizer of kind '{self.kind}'")
+        return self
+
+    def describe(self) -> str:
+        """A few words, e.g. 'L2 0.01' or 'L1 0.001 + L2 0.01'."""
+        if self.kind == "l1l2":
+            return f"L1 {self.l1:g} + L2 {self.l2:g}"
+        if self.kind == "smoothness":
+            return f"smoothness {self.smoothness:g}"
+        return f"{self.kind.upper()} {getattr(self, self.kind):g}"
+
+
+class LayerSpec(_Strict):
+    """One hidden layer; the builder adds the flatten and the output layer."""
+
+    type: Literal["dense", "conv1d", "conv2d"]
+    units: int | None = Field(default=None, ge=1, le=4096)
+    filters: int | None = Field(default=None, ge=1, le=512)
+    kernel_size: int | None = Field(default=None, ge=1, le=16)
+    pool_size: int | None = Field(default=None, ge=2, le=8)
+    activation: Activation = "relu"
+    regularizer: RegularizerSpec | None = None
+    bias_regularizer: RegularizerSpec | None = None
+    activity_regularizer: RegularizerSpec | None = None
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _shape_fields(self) -> LayerSpec:
+        if self.type == "dense":
+            if self.units is None:
+                raise ValueError("a dense layer needs 'units'")
+            for field in ("filters", "kernel_size", "pool_size"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"'{field}' does not apply to a dense layer")
+        else:
+            if self.filters is None:
+                raise ValueError(f"a {self.type} layer needs 'filters'")
+            if self.units is not None:
+                raise ValueError(f"'units' does not apply to a {self.type} layer")
+            if self.kernel_size is None:
+                self.kernel_size = 3
+        return self
+
+
+class DatasetSpec(_Strict):
+    """A built-in dataset and the knobs that provoke over-fitting on purpose."""
+
+    name: DatasetName
+    validation_split: float = Field(default=0.2, ge=0.05, le=0.5)
+    test_split: float = Field(default=0.2, ge=0.05, le=0.5)
+    train_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+    label_noise: float = Field(default=0.0, ge=0.0, le=1.0)
+    n_samples: int | None = Field(default=None, ge=30, le=100_000)
+    noise: float | None = Field(default=None, ge=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _generated_only(self) -> DatasetSpec:
+        info = DATASETS[self.name]
+        if not info.generated:
+            for field in ("n_samples", "noise"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"'{field}' applies to generated datasets only")
+        if self.validation_split + self.test_split > 0.8:
+            raise ValueError("validation_split + test_split leaves under 20% for training")
+        return self
+
+    @property
+    def info(self) -> DatasetInfo:
+        return DATASETS[self.name]
+
+
+class ModelSpec(_Strict):
+    layers: list[LayerSpec] = Field(min_length=1, max_length=20)
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(default=20, ge=1, le=1000)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    optimizer: Optimizer = "adam"
+    learning_rate: float = Field(default=0.001, gt=0.0, le=10.0)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    loop: Literal["fit", "custom"] = "fit"
+    shuffle: bool = True
+    # The textbook GradientTape loop: one penalty on every trainable weight, biases included.
+    global_regularizer: RegularizerSpec | None = None
+
+    @model_validator(mode="after")
+    def _global_needs_custom(self) -> TrainingSpec:
+        if self.global_regularizer is not None and self.loop != "custom":
+            raise ValueError("'global_regularizer' needs loop 'custom'")
+        return self
+
+
+class ExperimentSpec(_Strict):
+    """Everything one run needs: what to learn, from which model, trained how."""
+
+    name: Name
+    notes: Notes | None = None
+    dataset: DatasetSpec
+    model: ModelSpec
+    training: TrainingSpec = TrainingSpec()
+
+    @model_validator(mode="after")
+    def _layers_fit_dataset(self) -> ExperimentSpec:
+        info = self.dataset.info
+        seen_dense = False
+        for index, layer in enumerate(self.model.layers):
+            where = f"model.layers.{index}"
+            if layer.type == "dense":
+                seen_dense = True
+                continue
+            if seen_dense:
+                raise ValueError(f"{where}: a {layer.type} layer cannot follow a dense layer")
+            if layer.type == "conv2d" and info.image is None:
+                raise ValueError(
+                    f"{where}: conv2d needs an image dataset (digits), not '{self.dataset.name}'"
+                )
+            if layer.type == "conv1d" and any(
+                other.type == "conv2d" for other in self.model.layers
+            ):
+                raise ValueError(f"{where}: conv1d and conv2d layers cannot be mixed")
+        return self
+
+    def describe_regularization(self) -> str:
+        """The regularization in a few words, e.g. 'L2 0.01 · dropout 0.5'."""
+        parts: list[str] = []
+        for layer in self.model.layers:
+            for reg in (layer.regularizer, layer.bias_regularizer, layer.activity_regularizer):
+                if reg is not None and reg.describe() not in parts:
+                    parts.append(reg.describe())
+        if self.training.global_regularizer is not None:
+            parts.append(f"all weights {self.training.global_regularizer.describe()}")
+        rates = sorted({layer.dropout for layer in self.model.layers if layer.dropout > 0})
+        if rates:
+            parts.append("dropout " + "/".join(f"{rate:g}" for rate in rates))
+        return " · ".join(parts) or "none"
+
+
+# Metric names that both training loops stream each epoch (per-layer names are added
+# as "kernel_norm/<layer>" and "sparsity/<layer>").
+EPOCH_METRICS_CLASSIFICATION = (
+    "loss", "val_loss", "data_loss", "val_data_loss", "reg_loss",
+    "accuracy", "val_accuracy", "lr", "epoch_seconds",
+)
+EPOCH_METRICS_REGRESSION = (
+    "loss", "val_loss", "data_loss", "val_data_loss", "reg_loss",
+    "mae", "val_mae", "lr", "epoch_seconds",
+)
