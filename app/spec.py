@@ -30,12 +30,12 @@ class DatasetInfo:
 
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(
-        "classification", 10, 64, image=(8, 8, 1), description="scikit-learn 8×8 digits, 1,797"
+        "classification", 10, 64, image=(8, 8, 1), description="scikit-learn 8x8 digits, 1,797"
     ),
     "breast_cancer": DatasetInfo(
-        "classification", 2, 30, description="scikit-learn breast cancer, 569 × 30"
+        "classification", 2, 30, description="scikit-learn breast cancer, 569 x 30"
     ),
-    "wine": DatasetInfo("classification", 3, 13, description="scikit-learn wine, 178 × 13"),
+    "wine": DatasetInfo("classification", 3, 13, description="scikit-learn wine, 178 x 13"),
     "moons": DatasetInfo(
         "classification", 2, 2, generated=True, default_samples=500, description="two moons"
     ),
@@ -66,7 +66,8 @@ Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 
 Strength = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*$"),
 ]
 Notes = Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")]
 
@@ -241,10 +242,24 @@ class ExperimentSpec(_Strict):
 # Metric names that both training loops stream each epoch (per-layer names are added
 # as "kernel_norm/<layer>" and "sparsity/<layer>").
 EPOCH_METRICS_CLASSIFICATION = (
-    "loss", "val_loss", "data_loss", "val_data_loss", "reg_loss",
-    "accuracy", "val_accuracy", "lr", "epoch_seconds",
+    "loss",
+    "val_loss",
+    "data_loss",
+    "val_data_loss",
+    "reg_loss",
+    "accuracy",
+    "val_accuracy",
+    "lr",
+    "epoch_seconds",
 )
 EPOCH_METRICS_REGRESSION = (
-    "loss", "val_loss", "data_loss", "val_data_loss", "reg_loss",
-    "mae", "val_mae", "lr", "epoch_seconds",
+    "loss",
+    "val_loss",
+    "data_loss",
+    "val_data_loss",
+    "reg_loss",
+    "mae",
+    "val_mae",
+    "lr",
+    "epoch_seconds",
 )

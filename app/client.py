@@ -1,0 +1,263 @@
+"""A Python client for reglab's REST API and event streams (httpx).
+
+Example:
+    >>> from app.client import ReglabClient
+    >>> with ReglabClient("http://127.0.0.1:8000") as client:
+    ...     run = client.submit(spec_dict)
+    ...     for event in client.events(run["id"]):
+    ...         print(event.kind, event.data)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+class ReglabError(Exception):
+    """The server answered with an error."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"HTTP {status_code}: {detail}")
+
+
+class LeaseLostError(ReglabError):
+    """409 from a worker call: another claim holds the run, or it was cancelled."""
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    id: int | None
+    kind: str
+    data: dict[str, Any]
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text
+    error = LeaseLostError if response.status_code == 409 else ReglabError
+    raise error(response.status_code, detail)
+
+
+class ReglabClient:
+    """Submit, list, read, watch and cancel experiments; the worker's calls too."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> ReglabClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        _raise_for(response)
+        return response
+
+    # --- experiments ----------------------------------------------------------------
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/api/experiments", json=spec).json()
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        if name:
+            params["name"] = name
+        return self._call("GET", "/api/experiments", params=params).json()
+
+    def get(self, experiment_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/api/experiments/{experiment_id}").json()
+
+    def metrics(self, experiment_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/api/experiments/{experiment_id}/metrics").json()
+
+    def metrics_csv(self, experiment_id: int) -> str:
+        return self._call(
+            "GET", f"/api/experiments/{experiment_id}/metrics", params={"format": "csv"}
+        ).text
+
+    def cancel(self, experiment_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/api/experiments/{experiment_id}/cancel").json()
+
+    def download_model(self, experiment_id: int) -> bytes:
+        return self._call("GET", f"/api/experiments/{experiment_id}/model").content
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/api/health").json()
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/workers").json()
+
+    def events(
+        self, experiment_id: int, *, last_event_id: int | None = None, reconnect: bool = True
+    ) -> Iterator[ServerEvent]:
+        """Follow a run's event stream until its final status, resuming after drops."""
+        last = last_event_id
+        while True:
+            headers = {"Last-Event-ID": str(last)} if last is not None else {}
+            try:
+                with self._http.stream(
+                    "GET",
+                    f"/api/experiments/{experiment_id}/events",
+                    headers=headers,
+                    timeout=httpx.Timeout(10.0, read=60.0),
+                ) as response:
+                    if not response.is_success:
+                        response.read()
+                        _raise_for(response)
+                    for event in parse_sse(response.iter_lines()):
+                        if event.id is not None:
+                            last = event.id
+                        yield event
+                        if event.kind == "status" and event.data.get("status") in (
+                            "succeeded",
+                            "failed",
+                            "cancelled",
+                        ):
+                            return
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                if not reconnect:
+                    raise
+            if not reconnect:
+                return
+            time.sleep(1.0)
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[ServerEvent]:
+    """Turn event-stream lines into events (comments and pings are skipped)."""
+    kind, data, event_id = "message", [], None
+    for line in lines:
+        if line == "":
+            if data:
+                payload = "\n".join(data)
+                try:
+                    parsed = json.loads(payload)
+                except ValueError:
+                    parsed = {"raw": payload}
+                yield ServerEvent(event_id, kind, parsed)
+            kind, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            kind = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id":
+            event_id = int(value) if value.isdigit() else None
+
+
+class WorkerClient:
+    """The calls a worker makes about the runs it holds (lease token on each)."""
+
+    def __init__(
+        self, base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        _raise_for(response)
+        return response
+
+    def claim(
+        self, *, worker_id: str, host: str, devices: list[str], slot: str, wait: float
+    ) -> dict[str, Any] | None:
+        response = self._call(
+            "POST",
+            "/api/worker/claim",
+            json={
+                "worker_id": worker_id,
+                "host": host,
+                "devices": devices,
+                "slot": slot,
+                "wait": wait,
+            },
+            timeout=httpx.Timeout(10.0, read=wait + 30.0),
+        )
+        return None if response.status_code == 204 else response.json()
+
+    def heartbeat(self, experiment_id: int, lease_token: str) -> dict[str, Any]:
+        return self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/heartbeat",
+            json={"lease_token": lease_token},
+        ).json()
+
+    def started(self, experiment_id: int, lease_token: str, device: str) -> None:
+        self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/started",
+            json={"lease_token": lease_token, "device": device},
+        )
+
+    def upload_metrics(
+        self, experiment_id: int, lease_token: str, points: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        return self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/metrics",
+            json={"lease_token": lease_token, "points": points},
+        ).json()
+
+    def upload_model(self, experiment_id: int, lease_token: str, content: bytes) -> None:
+        self._call(
+            "PUT",
+            f"/api/worker/experiments/{experiment_id}/model",
+            params={"lease_token": lease_token},
+            content=content,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def finish(self, experiment_id: int, lease_token: str, **fields: Any) -> None:
+        self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/finish",
+            json={"lease_token": lease_token, **fields},
+        )
+
+    def release(self, experiment_id: int, lease_token: str) -> None:
+        self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/release",
+            json={"lease_token": lease_token},
+        )

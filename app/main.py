@@ -1,0 +1,96 @@
+"""The FastAPI application: routers, lifespan (event broker, lease sweeper), static files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from app.api.routes import experiments, health, stream, worker
+from app.db import session_scope
+from app.events import broker
+from app.services import queue
+from app.settings import get_settings
+
+log = logging.getLogger("reglab.server")
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def _sweep_once() -> list[int]:
+    with session_scope() as session:
+        return queue.sweep_expired(session)
+
+
+async def _sweep_forever(interval: float) -> None:
+    """Requeue or fail runs whose worker stopped sending heartbeats."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            expired = await run_in_threadpool(_sweep_once)
+            if expired:
+                log.warning("leases expired: %s", expired)
+        except Exception:  # keep sweeping whatever one round hit
+            log.exception("lease sweep failed")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    broker.queue_size = settings.sse_queue_size
+    broker.bind(asyncio.get_running_loop())
+    sweeper = asyncio.create_task(_sweep_forever(settings.sweep_seconds))
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        broker.unbind()
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """422 with each failing field's path, e.g. `model.layers.0.units`."""
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+        errors.append({**error, "field": field})
+    return JSONResponse(status_code=422, content=jsonable_encoder({"detail": errors}))
+
+
+async def _lease_lost(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="reglab",
+        summary="A self-hosted web lab for regularizing neural networks",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(queue.LeaseLost, _lease_lost)
+    for module in (experiments, stream, worker, health):
+        app.include_router(module.router, prefix="/api")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,119 @@
+"""Database tables. API shapes live in app/schemas.py; a row is never returned as is."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Status(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({Status.succeeded, Status.failed, Status.cancelled})
+
+
+def _timestamp(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index),
+    )
+
+
+class Experiment(SQLModel, table=True):
+    """One run: its spec, where it is in the queue, and a summary of its metrics."""
+
+    __table_args__ = (
+        # The claim scans queued rows only, oldest first.
+        Index(
+            "ix_experiment_queued",
+            "id",
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, index=True)
+    status: str = Field(default=Status.queued, max_length=16, index=True)
+    spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    started_at: datetime | None = _timestamp()
+    finished_at: datetime | None = _timestamp()
+
+    attempt: int = 0
+    max_attempts: int = 1
+    lease_token: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = _timestamp(index=True)
+    worker_id: str | None = Field(default=None, max_length=64)
+    device: str | None = Field(default=None, max_length=200)
+
+    error: str | None = None
+    error_epoch: int | None = None
+    epochs_done: int = 0
+    last_metrics: dict[str, float] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    best_epoch: int | None = None
+    best_val_data_loss: float | None = None
+    test_metrics: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
+    model_path: str | None = Field(default=None, max_length=500)
+
+
+class Metric(SQLModel, table=True):
+    """One value of one named series at one epoch; the key makes uploads idempotent."""
+
+    experiment_id: int = Field(foreign_key="experiment.id", primary_key=True, ondelete="CASCADE")
+    epoch: int = Field(primary_key=True)
+    name: str = Field(primary_key=True, max_length=100)
+    value: float
+
+
+class Event(SQLModel, table=True):
+    """What the event stream sends, in order; its id is the stream's `id:` field.
+
+    A metrics event exists once per (experiment, epoch); status events have no epoch.
+    """
+
+    __table_args__ = (UniqueConstraint("experiment_id", "kind", "epoch", name="uq_event_epoch"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=16)
+    epoch: int | None = None
+    data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class Worker(SQLModel, table=True):
+    """A worker supervisor, known from its claims and heartbeats."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    host: str = Field(max_length=255)
+    devices: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    started_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    last_seen: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -1,0 +1,187 @@
+"""Shapes of what the API reads and returns, kept apart from the tables."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.models import Experiment, Status
+from app.spec import ExperimentSpec
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back without their zone; they are stored in UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+MetricName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/\-]+$")
+]
+Token = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+ShortText = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00]*$")]
+
+
+class ExperimentOut(BaseModel):
+    id: int
+    name: str
+    status: Status
+    spec: ExperimentSpec
+    regularization: str = Field(description="The regularization in a few words")
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    attempt: int
+    max_attempts: int
+    worker_id: str | None
+    device: str | None = Field(description="The device the run trained on, as Keras saw it")
+    error: str | None
+    error_epoch: int | None
+    epochs_done: int
+    epochs_total: int
+    last_metrics: dict[str, float]
+    best_epoch: int | None
+    best_val_data_loss: float | None
+    test_metrics: dict[str, float] | None
+    has_model: bool
+
+    @classmethod
+    def of(cls, row: Experiment) -> ExperimentOut:
+        spec = ExperimentSpec.model_validate(row.spec)
+        assert row.id is not None
+        return cls(
+            id=row.id,
+            name=row.name,
+            status=Status(row.status),
+            spec=spec,
+            regularization=spec.describe_regularization(),
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            attempt=row.attempt,
+            max_attempts=row.max_attempts,
+            worker_id=row.worker_id,
+            device=row.device,
+            error=row.error,
+            error_epoch=row.error_epoch,
+            epochs_done=row.epochs_done,
+            epochs_total=spec.training.epochs,
+            last_metrics=row.last_metrics or {},
+            best_epoch=row.best_epoch,
+            best_val_data_loss=row.best_val_data_loss,
+            test_metrics=row.test_metrics,
+            has_model=row.model_path is not None,
+        )
+
+
+class ExperimentList(BaseModel):
+    items: list[ExperimentOut]
+    total: int
+
+
+class MetricSeries(BaseModel):
+    epochs: list[int]
+    series: dict[str, list[float | None]] = Field(
+        description="One list per metric, aligned with `epochs` (null where a value is missing)"
+    )
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    database: str
+    version: str
+
+
+class RunningExperiment(BaseModel):
+    id: int
+    device: str | None
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    devices: list[str]
+    started_at: UtcDatetime
+    last_seen: UtcDatetime
+    running: list[RunningExperiment]
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+# --- the worker's side of the API -------------------------------------------------------
+
+
+class ClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker_id: Token
+    host: ShortText
+    devices: list[ShortText] = Field(default_factory=list, max_length=64)
+    slot: ShortText = Field(description="The device of the slot asking for work")
+    wait: float = Field(default=20.0, ge=0, le=60, description="Seconds to long-poll")
+
+
+class ClaimOut(BaseModel):
+    experiment_id: int
+    spec: ExperimentSpec
+    attempt: int
+    lease_token: str
+    lease_seconds: float
+    heartbeat_seconds: float
+
+
+class LeaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lease_token: Token
+
+
+class HeartbeatOut(BaseModel):
+    cancel: bool = Field(description="True when the run was cancelled: stop its training")
+    lease_expires_at: UtcDatetime | None
+
+
+class StartedIn(LeaseIn):
+    device: ShortText
+
+
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise ValueError(f"value of '{name}' is not finite")
+    return values
+
+
+FiniteValues = Annotated[dict[MetricName, float], AfterValidator(_finite)]
+
+
+class MetricPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epoch: int = Field(ge=0, le=1_000_000)
+    values: FiniteValues = Field(max_length=500)
+    time: float | None = Field(default=None, ge=0, le=1e11, description="Unix time of epoch end")
+
+
+class MetricsIn(LeaseIn):
+    points: list[MetricPoint] = Field(min_length=1, max_length=1000)
+
+
+class MetricsAck(BaseModel):
+    stored: int
+    new_epochs: list[int]
+
+
+class FinishIn(LeaseIn):
+    status: Literal["succeeded", "failed"]
+    error: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    error_epoch: int | None = Field(default=None, ge=0, le=1_000_000)
+    test_metrics: FiniteValues | None = None
+    best_epoch: int | None = Field(default=None, ge=0, le=1_000_000)

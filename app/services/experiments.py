@@ -1,0 +1,89 @@
+"""Submitting, listing and cancelling experiments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from app import events
+from app.models import Experiment, Status, utcnow
+from app.spec import ExperimentSpec
+
+
+def status_data(row: Experiment) -> dict[str, Any]:
+    """The payload of a `status` event."""
+    return {
+        "status": row.status,
+        "attempt": row.attempt,
+        "device": row.device,
+        "error": row.error,
+        "error_epoch": row.error_epoch,
+        "epochs_done": row.epochs_done,
+    }
+
+
+def change_status(session: Session, row: Experiment, status: Status, **fields: Any) -> None:
+    """Set a new status (and any other fields) and record its event; the caller commits."""
+    row.status = status
+    for name, value in fields.items():
+        setattr(row, name, value)
+    if status.is_final and row.finished_at is None:
+        row.finished_at = utcnow()
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    events.record(session, row.id, "status", status_data(row))
+
+
+def create(session: Session, spec: ExperimentSpec, *, max_attempts: int) -> Experiment:
+    row = Experiment(
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        status=Status.queued,
+        max_attempts=max_attempts,
+    )
+    session.add(row)
+    session.flush()
+    change_status(session, row, Status.queued)
+    session.commit()
+    return row
+
+
+def get(session: Session, experiment_id: int) -> Experiment | None:
+    return session.get(Experiment, experiment_id)
+
+
+def list_experiments(
+    session: Session,
+    *,
+    status: Status | None = None,
+    name: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Experiment], int]:
+    """Newest first, with the total that matches the filters."""
+    query = select(Experiment)
+    count = select(func.count()).select_from(Experiment)
+    if status is not None:
+        query = query.where(Experiment.status == status)
+        count = count.where(Experiment.status == status)
+    if name:
+        pattern = f"%{name}%"
+        query = query.where(col(Experiment.name).ilike(pattern))
+        count = count.where(col(Experiment.name).ilike(pattern))
+    rows = session.exec(query.order_by(col(Experiment.id).desc()).offset(offset).limit(limit)).all()
+    total = session.exec(count).one()
+    return list(rows), int(total)
+
+
+def cancel(session: Session, row: Experiment) -> bool:
+    """Cancel a queued or running experiment at once; its worker learns it at the next
+    heartbeat and stops the training child. False when it had already ended."""
+    session.refresh(row, with_for_update=True)
+    if Status(row.status).is_final:
+        return False
+    change_status(session, row, Status.cancelled, lease_expires_at=None)
+    session.commit()
+    return True

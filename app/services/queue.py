@@ -1,0 +1,182 @@
+"""The queue: claims as leases, heartbeats, the end of a run, and expired leases.
+
+A claim is one transaction: BEGIN IMMEDIATE on SQLite (the write engine begins every
+transaction so), `FOR UPDATE SKIP LOCKED` on PostgreSQL, so two claimers never get the
+same run. Every call a worker makes for a run carries the lease token of its claim; a
+token that no longer holds the run (the run was cancelled, requeued or claimed again)
+raises `LeaseLost` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.models import Experiment, Status, Worker, utcnow
+from app.services.experiments import change_status
+
+
+class LeaseLost(Exception):
+    """The caller's lease token no longer holds the run."""
+
+
+def touch_worker(session: Session, *, worker_id: str, host: str, devices: list[str]) -> None:
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        worker = Worker(id=worker_id, host=host, devices=devices)
+    else:
+        worker.host, worker.devices, worker.last_seen = host, devices, utcnow()
+    session.add(worker)
+
+
+def claim(
+    session: Session,
+    *,
+    worker_id: str,
+    host: str,
+    devices: list[str],
+    lease_seconds: float,
+) -> Experiment | None:
+    """Take the oldest queued experiment for this worker, or None when there is none."""
+    touch_worker(session, worker_id=worker_id, host=host, devices=devices)
+    row = session.exec(
+        select(Experiment)
+        .where(Experiment.status == Status.queued)
+        .order_by(col(Experiment.id))
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if row is not None:
+        now = utcnow()
+        change_status(
+            session,
+            row,
+            Status.running,
+            attempt=row.attempt + 1,
+            lease_token=secrets.token_hex(16),
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            worker_id=worker_id,
+            started_at=now,
+            device=None,
+            error=None,
+            error_epoch=None,
+        )
+    session.commit()
+    return row
+
+
+def held(
+    session: Session, experiment_id: int, lease_token: str, *, allow_cancelled: bool = False
+) -> Experiment:
+    """Lock and return the run that this token holds, or raise LeaseLost."""
+    row = session.get(Experiment, experiment_id, with_for_update=True)
+    if row is None or row.lease_token != lease_token:
+        raise LeaseLost(f"lease on experiment {experiment_id} is not held by this token")
+    allowed = {Status.running} | ({Status.cancelled} if allow_cancelled else set())
+    if row.status not in allowed:
+        raise LeaseLost(f"experiment {experiment_id} is {row.status}")
+    return row
+
+
+def heartbeat(
+    session: Session, experiment_id: int, lease_token: str, *, lease_seconds: float
+) -> Experiment:
+    """Renew the lease; a cancelled run answers so that its worker stops it."""
+    row = held(session, experiment_id, lease_token, allow_cancelled=True)
+    if row.status == Status.running:
+        row.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
+        session.add(row)
+    if row.worker_id is not None:
+        worker = session.get(Worker, row.worker_id)
+        if worker is not None:
+            worker.last_seen = utcnow()
+            session.add(worker)
+    session.commit()
+    return row
+
+
+def started(session: Session, experiment_id: int, lease_token: str, *, device: str) -> None:
+    """Record the device the training child found, as its framework saw it."""
+    row = held(session, experiment_id, lease_token)
+    change_status(session, row, Status.running, device=device)
+    session.commit()
+
+
+def finish(
+    session: Session,
+    experiment_id: int,
+    lease_token: str,
+    *,
+    status: Status,
+    error: str | None = None,
+    error_epoch: int | None = None,
+    test_metrics: dict[str, float] | None = None,
+    best_epoch: int | None = None,
+) -> Experiment:
+    row = held(session, experiment_id, lease_token)
+    fields: dict[str, Any] = {"error": error, "error_epoch": error_epoch, "lease_expires_at": None}
+    if test_metrics is not None:
+        fields["test_metrics"] = test_metrics
+    if best_epoch is not None:
+        fields["best_epoch"] = best_epoch
+    change_status(session, row, status, **fields)
+    session.commit()
+    return row
+
+
+def release(session: Session, experiment_id: int, lease_token: str) -> None:
+    """Hand a run back to the queue (its worker is shutting down); not a failed attempt."""
+    row = held(session, experiment_id, lease_token)
+    change_status(
+        session,
+        row,
+        Status.queued,
+        attempt=max(row.attempt - 1, 0),
+        lease_token=None,
+        lease_expires_at=None,
+        worker_id=None,
+        started_at=None,
+    )
+    session.commit()
+
+
+def set_model_path(session: Session, experiment_id: int, lease_token: str, path: str) -> None:
+    row = held(session, experiment_id, lease_token)
+    row.model_path = path
+    session.add(row)
+    session.commit()
+
+
+def sweep_expired(session: Session, *, now: datetime | None = None) -> list[int]:
+    """Requeue (or fail, after the last attempt) runs whose lease ran out."""
+    now = now or utcnow()
+    rows = session.exec(
+        select(Experiment)
+        .where(Experiment.status == Status.running)
+        .where(col(Experiment.lease_expires_at) < now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in rows:
+        if row.attempt < row.max_attempts:
+            change_status(
+                session,
+                row,
+                Status.queued,
+                lease_token=None,
+                lease_expires_at=None,
+                worker_id=None,
+            )
+        else:
+            change_status(
+                session,
+                row,
+                Status.failed,
+                error="worker lost: its lease expired without a heartbeat",
+                error_epoch=row.epochs_done,
+                lease_expires_at=None,
+            )
+    session.commit()
+    return [row.id for row in rows if row.id is not None]

@@ -1,0 +1,18 @@
+"""Where the server keeps files. Paths are chosen here, never taken from a request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.settings import Settings
+
+
+def model_relpath(experiment_id: int) -> str:
+    return f"artifacts/{int(experiment_id)}/model.keras"
+
+
+def resolve_artifact(settings: Settings, relpath: str) -> Path | None:
+    """The absolute path of a stored file, or None if it would leave the data folder."""
+    root = settings.data_dir.resolve()
+    path = (root / relpath).resolve()
+    return path if path.is_relative_to(root) else None
