@@ -1,0 +1,348 @@
+"""The `reglab` command: serve, worker, up, submit, ls, show, watch, cancel."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.client import ReglabClient, ReglabError
+from app.settings import get_settings
+from app.spec import DATASETS
+
+cli = typer.Typer(
+    help="reglab: a self-hosted lab for regularizing neural networks.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+ServerOption = Annotated[
+    str | None, typer.Option("--server", help="Server URL [env REGLAB_SERVER_URL]")
+]
+
+
+def _server(url: str | None) -> str:
+    return url or get_settings().server_url
+
+
+def _fail(error: Exception) -> None:
+    if isinstance(error, ReglabError) and isinstance(error.detail, list):
+        for item in error.detail:
+            err.print(
+                f"[red]{item.get('field') or '.'.join(map(str, item.get('loc', [])))}:"
+                f"[/red] {item.get('msg')}"
+            )
+    else:
+        err.print(f"[red]error:[/red] {error}")
+    raise typer.Exit(1)
+
+
+class _QuietWorkerCalls(logging.Filter):
+    """Leave successful worker calls (one per epoch and heartbeat) out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:
+            path, status = str(args[2]), args[4]
+            return not (
+                path.startswith("/api/worker/") and isinstance(status, int) and status < 400
+            )
+        return True
+
+
+def _uvicorn_config(host: str, port: int) -> Any:
+    import uvicorn
+
+    settings = get_settings()
+    config = uvicorn.Config(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
+        log_level="info",
+    )
+    logging.getLogger("uvicorn.access").addFilter(_QuietWorkerCalls())
+    return config
+
+
+def _migrate() -> None:
+    from app.migrate import upgrade
+
+    upgrade()
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+) -> None:
+    """Apply the migrations, then serve the API and the dashboard."""
+    import uvicorn
+
+    _migrate()
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it is done
+        uvicorn.Server(_uvicorn_config(host, port)).run()
+
+
+@cli.command()
+def worker(
+    server: ServerOption = None,
+    gpus: Annotated[str, typer.Option(help="all, none, or GPU indices like 0,1")] = "all",
+) -> None:
+    """Claim runs from a server and train them, one child process per GPU slot."""
+    from worker.devices import detect_gpus, plan_slots
+    from worker.supervisor import Supervisor
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s worker %(message)s", datefmt="%H:%M:%S"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        slots = plan_slots(detect_gpus(), gpus)
+    except ValueError as error:
+        _fail(error)
+    settings = get_settings()
+    supervisor = Supervisor(_server(server), slots, claim_wait=settings.claim_wait_seconds)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: supervisor.stop())
+    try:
+        supervisor.run()
+    finally:
+        supervisor.close()
+
+
+@cli.command()
+def up(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    gpus: Annotated[str, typer.Option(help="all, none, or GPU indices like 0,1")] = "all",
+) -> None:
+    """Serve and run one worker beside the server (what `make run` starts)."""
+    import uvicorn
+
+    _migrate()
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    worker_process: list[subprocess.Popen[bytes]] = []
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Stop the worker first, so it can hand its runs back while we still answer.
+            if worker_process and worker_process[0].poll() is None:
+                worker_process[0].send_signal(signal.SIGTERM)
+
+                def then_exit() -> None:
+                    try:
+                        worker_process[0].wait(15)
+                    except subprocess.TimeoutExpired:
+                        worker_process[0].kill()
+                    super(Server, self).handle_exit(sig, frame)
+
+                threading.Thread(target=then_exit, daemon=True).start()
+            else:
+                super().handle_exit(sig, frame)
+
+    server = Server(_uvicorn_config(host, port))
+
+    def start_worker() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.should_exit:
+            return
+        env = {**os.environ, "REGLAB_SERVER_URL": url}
+        worker_process.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "worker", "--server", url, "--gpus", gpus],
+                env=env,
+                start_new_session=True,
+            )
+        )
+
+    threading.Thread(target=start_worker, daemon=True).start()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+    finally:
+        if worker_process and worker_process[0].poll() is None:
+            worker_process[0].terminate()
+            worker_process[0].wait(15)
+
+
+@cli.command()
+def submit(
+    file: Annotated[
+        Path, typer.Argument(help="Experiment spec (JSON)", exists=True, dir_okay=False)
+    ],
+    watch: Annotated[bool, typer.Option("--watch", help="Follow it until it ends")] = False,
+    server: ServerOption = None,
+) -> None:
+    """Queue an experiment from a JSON spec."""
+    try:
+        spec = json.loads(file.read_text())
+    except ValueError as error:
+        _fail(ValueError(f"{file} is not valid JSON: {error}"))
+    with ReglabClient(_server(server)) as client:
+        try:
+            run = client.submit(spec)
+        except (ReglabError, httpx.HTTPError) as error:
+            _fail(error)
+        console.print(
+            f"queued experiment [bold]{run['id']}[/bold] ({run['name']}): {run['regularization']}"
+        )
+        if watch:
+            _watch(client, run["id"])
+
+
+def _format_values(values: dict[str, float], names: tuple[str, ...]) -> str:
+    return "  ".join(f"{name} {values[name]:.4f}" for name in names if name in values)
+
+
+def _watch(client: ReglabClient, experiment_id: int) -> None:
+    run = client.get(experiment_id)
+    classification = DATASETS[run["spec"]["dataset"]["name"]].task == "classification"
+    shown = ("loss", "val_loss", "val_data_loss", "val_accuracy" if classification else "val_mae")
+    status = run["status"]
+    progress = Progress(
+        TextColumn(f"[bold]#{experiment_id}[/bold] {run['name']}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[values]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with progress:
+        task = progress.add_task("epochs", total=run["epochs_total"], values=status)
+        for event in client.events(experiment_id):
+            if event.kind == "metrics":
+                progress.update(
+                    task,
+                    completed=event.data["epoch"] + 1,
+                    values=_format_values(event.data["values"], shown),
+                )
+            elif event.kind == "status":
+                status = event.data["status"]
+                if status in ("queued", "running") and event.data.get("device"):
+                    progress.console.print(f"training on {event.data['device']}")
+    _summary(client.get(experiment_id))
+    if status != "succeeded":
+        raise typer.Exit(1)
+
+
+def _summary(run: dict[str, Any]) -> None:
+    style = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(run["status"], "")
+    console.print(
+        f"experiment {run['id']} [{style}]{run['status']}[/{style}]"
+        + (f" on {run['device']}" if run["device"] else "")
+    )
+    if run["error"]:
+        console.print(f"[red]{run['error']}[/red] (epoch {run['error_epoch']})")
+    table = Table("metric", "value", title="final metrics")
+    for name, value in sorted(run["last_metrics"].items()):
+        if "/" not in name:
+            table.add_row(name, f"{value:.5g}")
+    for name, value in sorted((run["test_metrics"] or {}).items()):
+        table.add_row(name, f"{value:.5g}")
+    if run["best_epoch"] is not None:
+        table.add_row("best_epoch", str(run["best_epoch"]))
+    console.print(table)
+
+
+@cli.command()
+def watch(experiment_id: int, server: ServerOption = None) -> None:
+    """Follow a run live until it ends."""
+    with ReglabClient(_server(server)) as client:
+        try:
+            _watch(client, experiment_id)
+        except (ReglabError, httpx.HTTPError) as error:
+            _fail(error)
+
+
+@cli.command("ls")
+def list_runs(
+    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, ...")] = None,
+    name: Annotated[str | None, typer.Option(help="Part of the name")] = None,
+    limit: int = 20,
+    server: ServerOption = None,
+) -> None:
+    """List experiments, newest first."""
+    with ReglabClient(_server(server)) as client:
+        try:
+            page = client.list(status=status, name=name, limit=limit)
+        except (ReglabError, httpx.HTTPError) as error:
+            _fail(error)
+    table = Table(
+        "id",
+        "name",
+        "status",
+        "epoch",
+        "regularization",
+        "best val_data_loss",
+        "device",
+        title=f"{page['total']} experiment(s)",
+    )
+    for run in page["items"]:
+        best = run["best_val_data_loss"]
+        table.add_row(
+            str(run["id"]),
+            run["name"],
+            run["status"],
+            f"{run['epochs_done']}/{run['epochs_total']}",
+            run["regularization"],
+            "" if best is None else f"{best:.4f}",
+            run["device"] or "",
+        )
+    console.print(table)
+
+
+@cli.command()
+def show(
+    experiment_id: int,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON")] = False,
+    server: ServerOption = None,
+) -> None:
+    """Show one experiment."""
+    with ReglabClient(_server(server)) as client:
+        try:
+            run = client.get(experiment_id)
+        except (ReglabError, httpx.HTTPError) as error:
+            _fail(error)
+    if as_json:
+        console.print_json(data=run)
+        return
+    console.print(f"[bold]#{run['id']} {run['name']}[/bold]  {run['regularization']}")
+    _summary(run)
+
+
+@cli.command()
+def cancel(experiment_id: int, server: ServerOption = None) -> None:
+    """Cancel a queued or running experiment."""
+    with ReglabClient(_server(server)) as client:
+        try:
+            run = client.cancel(experiment_id)
+        except (ReglabError, httpx.HTTPError) as error:
+            _fail(error)
+    console.print(f"experiment {run['id']} {run['status']}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

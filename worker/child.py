@@ -1,0 +1,157 @@
+"""A training child: imports the framework at once (a warm slot), then trains one run.
+
+Protocol with the supervisor: the child writes JSON lines on its stdout ("ready",
+"started", "finished") and reads one job line from stdin. Everything else the child or
+TensorFlow prints goes to stderr. One child per run: a crash or out-of-memory error ends
+this process only, and its GPU memory goes back with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+log = logging.getLogger("reglab.child")
+
+
+def _protocol_stream() -> IO[str]:
+    """Keep the real stdout for protocol lines; send every other print to stderr."""
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return protocol
+
+
+def describe_device() -> str:
+    """The device the framework trains on, as it sees it (e.g. 'GPU:0 NVIDIA H100')."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return f"GPU:0 {details.get('device_name', 'GPU')} (tensorflow)"
+        return "CPU (tensorflow)"
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"{device.platform.upper()}:{device.id} {device.device_kind} (jax)"
+    return f"CPU ({backend})"
+
+
+def _warm_up() -> None:
+    """Import and initialise the framework before any run arrives."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    import worker.training  # noqa: F401
+
+
+def _retry(call: Callable[[], T], *, deadline_seconds: float = 300.0) -> T:
+    """Retry a call while the server is unreachable (it may be restarting)."""
+    deadline = time.monotonic() + deadline_seconds
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def run_job(job: dict[str, Any], emit: Callable[..., None]) -> None:
+    """Train one claimed run and report it to the server."""
+    from app.client import LeaseLostError, WorkerClient
+    from app.spec import ExperimentSpec
+    from worker.streaming import MetricSender, StreamingCallback
+    from worker.training import Diverged, train
+
+    experiment_id: int = job["experiment_id"]
+    token: str = job["lease_token"]
+    spec = ExperimentSpec.model_validate(job["spec"])
+    client = WorkerClient(job["server_url"])
+    device = describe_device()
+    _retry(lambda: client.started(experiment_id, token, device))
+    emit("started", device=device)
+
+    sender = MetricSender(
+        upload=lambda points: client.upload_metrics(experiment_id, token, points)
+    ).start()
+    callback = StreamingCallback(sender)
+    outcome: dict[str, Any]
+    try:
+        result = train(spec, [callback])
+    except Diverged as error:
+        outcome = {"status": "failed", "error": str(error), "error_epoch": error.epoch}
+    except Exception as error:
+        log.exception("experiment %s failed", experiment_id)
+        outcome = {
+            "status": "failed",
+            "error": f"{type(error).__name__}: {error}"[:10_000],
+            "error_epoch": callback.last_epoch + 1,
+        }
+    else:
+        outcome = {
+            "status": "succeeded",
+            "test_metrics": {
+                name: value for name, value in result.test_metrics.items() if math.isfinite(value)
+            },
+            "best_epoch": result.best_epoch,
+        }
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.keras"
+            result.model.save(path)
+            content = path.read_bytes()
+        sender.flush(timeout=300)
+        _retry(lambda: client.upload_model(experiment_id, token, content))
+    if not sender.close(timeout=300):
+        log.error("experiment %s: not every epoch reached the server", experiment_id)
+    try:
+        _retry(lambda: client.finish(experiment_id, token, **outcome))
+    except LeaseLostError as error:
+        log.warning("experiment %s: lease lost before finish: %s", experiment_id, error)
+        outcome = {"status": "lease_lost", "error": str(error)}
+    emit("finished", **outcome)
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s child %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    protocol = _protocol_stream()
+
+    def emit(event: str, **fields: Any) -> None:
+        protocol.write(json.dumps({"event": event, **fields}) + "\n")
+        protocol.flush()
+
+    _warm_up()
+    emit("ready", pid=os.getpid())
+    line = sys.stdin.readline()
+    if not line.strip():
+        return  # the supervisor is stopping
+    run_job(json.loads(line), emit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The Keras callback that streams each epoch to the server, and its background sender.
+
+The callback only copies what it must on the training thread (the epoch's logs and a
+snapshot of each kernel); a sender thread computes the per-layer statistics, batches
+the points and uploads them. Uploads are keyed by (run, epoch), so a retry after a
+network error never duplicates a point, and points wait in memory while the server is
+unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from app.client import LeaseLostError, ReglabError
+
+log = logging.getLogger("reglab.worker")
+
+SPARSITY_THRESHOLD = 1e-3
+
+Upload = Callable[[list[dict[str, Any]]], object]
+
+
+@dataclass
+class EpochSnapshot:
+    """What the training thread hands over at the end of an epoch."""
+
+    epoch: int
+    logs: dict[str, float]
+    kernels: list[tuple[str, np.ndarray]]
+    time: float
+
+
+def layer_statistics(kernels: list[tuple[str, np.ndarray]]) -> dict[str, float]:
+    """Per layer: the kernel's L2 norm and the fraction of weights with |w| < 1e-3."""
+    values: dict[str, float] = {}
+    for name, kernel in kernels:
+        flat = np.asarray(kernel, dtype=np.float64).ravel()
+        values[f"kernel_norm/{name}"] = float(np.sqrt(np.dot(flat, flat)))
+        values[f"sparsity/{name}"] = float(np.mean(np.abs(flat) < SPARSITY_THRESHOLD))
+    return values
+
+
+def to_point(snapshot: EpochSnapshot) -> dict[str, Any]:
+    values = {name: float(value) for name, value in snapshot.logs.items()}
+    values.update(layer_statistics(snapshot.kernels))
+    # JSON has no NaN: a diverged value is left out (the run's error says what happened).
+    finite = {name: value for name, value in values.items() if math.isfinite(value)}
+    return {"epoch": snapshot.epoch, "values": finite, "time": snapshot.time}
+
+
+@dataclass
+class MetricSender:
+    """Uploads points from a background thread; retries with backoff, never duplicates.
+
+    Args:
+        upload: sends a batch of points (raises on failure).
+        max_batch: points per request at most.
+        retry_max: longest wait between retries while the server is unreachable.
+    """
+
+    upload: Upload
+    max_batch: int = 200
+    retry_initial: float = 0.05
+    retry_max: float = 2.0
+    lease_lost: threading.Event = field(default_factory=threading.Event)
+    sent_epochs: list[int] = field(default_factory=list)
+    _inbox: queue.SimpleQueue[EpochSnapshot | None] = field(default_factory=queue.SimpleQueue)
+    _pending: list[dict[str, Any]] = field(default_factory=list)
+    _idle: threading.Condition = field(default_factory=threading.Condition)
+    _queued: int = 0
+    _thread: threading.Thread | None = None
+
+    def start(self) -> MetricSender:
+        self._thread = threading.Thread(target=self._run, name="reglab-sender", daemon=True)
+        self._thread.start()
+        return self
+
+    def put(self, snapshot: EpochSnapshot) -> None:
+        """Hand over an epoch; returns at once."""
+        with self._idle:
+            self._queued += 1
+        self._inbox.put(snapshot)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every point handed over is stored (or the lease was lost)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._queued and not self.lease_lost.is_set():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining if remaining is not None else 1.0)
+        return not self.lease_lost.is_set()
+
+    def close(self, timeout: float | None = None) -> bool:
+        done = self.flush(timeout)
+        self._inbox.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        return done
+
+    def _drain(self, block: bool, wait: float | None = None) -> bool:
+        """Move snapshots from the inbox to pending points; False once closed."""
+        try:
+            item = self._inbox.get(block=block, timeout=wait)
+        except queue.Empty:
+            return True
+        while True:
+            if item is None:
+                return False
+            self._pending.append(to_point(item))
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
+
+    def _run(self) -> None:
+        delay = self.retry_initial
+        open_ = True
+        while open_ or self._pending:
+            if not self._pending:
+                open_ = self._drain(block=True)
+                continue
+            batch = self._pending[: self.max_batch]
+            try:
+                self.upload(batch)
+            except LeaseLostError as error:
+                log.warning("lease lost, dropping %d points: %s", len(self._pending), error)
+                self.lease_lost.set()
+                self._done(len(self._pending))
+                self._pending.clear()
+                continue
+            except ReglabError as error:
+                if error.status_code < 500 and error.status_code != 429:
+                    log.error("server refused %d points: %s", len(batch), error)
+                    del self._pending[: len(batch)]
+                    self._done(len(batch))
+                    continue
+                open_ = self._drain(block=True, wait=delay) and open_
+                delay = min(delay * 2, self.retry_max)
+                continue
+            except Exception as error:  # network down, server restarting: keep the points
+                log.debug("upload failed (%s), retrying in %.2f s", error, delay)
+                open_ = self._drain(block=True, wait=delay) and open_
+                delay = min(delay * 2, self.retry_max)
+                continue
+            delay = self.retry_initial
+            self.sent_epochs.extend(point["epoch"] for point in batch)
+            del self._pending[: len(batch)]
+            self._done(len(batch))
+            open_ = self._drain(block=False) and open_
+
+    def _done(self, count: int) -> None:
+        with self._idle:
+            self._queued = max(self._queued - count, 0)
+            self._idle.notify_all()
+
+
+class StreamingCallback(keras.callbacks.Callback):
+    """Streams each epoch's logs and per-layer weight statistics to a `MetricSender`.
+
+    The training thread only copies the kernels and queues them: the statistics and the
+    upload happen on the sender's thread. `hold_seconds` records how long each
+    `on_epoch_end` held the training thread.
+
+    Args:
+        sender: a started `MetricSender`.
+
+    Example:
+        >>> sender = MetricSender(upload=lambda points: None).start()
+        >>> model.fit(x, y, epochs=3, callbacks=[StreamingCallback(sender)])
+        >>> sender.close()
+    """
+
+    def __init__(self, sender: MetricSender) -> None:
+        super().__init__()
+        self.sender = sender
+        self.hold_seconds: list[float] = []
+        self.last_epoch = -1
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        entered = time.perf_counter()
+        logs = logs or {}
+        values = {name: float(value) for name, value in logs.items()}
+        values["epoch_seconds"] = entered - self._epoch_started
+        kernels = [
+            (layer.name, keras.ops.convert_to_numpy(layer.kernel))
+            for layer in self.model.layers
+            if getattr(layer, "kernel", None) is not None
+        ]
+        self.sender.put(EpochSnapshot(epoch, values, kernels, time.time()))
+        self.last_epoch = epoch
+        if self.sender.lease_lost.is_set():
+            self.model.stop_training = True
+        self.hold_seconds.append(time.perf_counter() - entered)
