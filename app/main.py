@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -58,6 +59,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker.unbind()
 
 
+def _safe_input(value: Any) -> Any:
+    """Echo scalars only: a whole body or a NaN has no place in the error."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value[:200]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return None
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     """422 with each failing field's path, e.g. `model.layers.0.units`."""
     assert isinstance(exc, RequestValidationError)
@@ -65,8 +77,16 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ())]
         field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
-        errors.append({**error, "field": field})
-    return JSONResponse(status_code=422, content=jsonable_encoder({"detail": errors}))
+        errors.append(
+            {
+                "type": error.get("type"),
+                "loc": loc,
+                "field": field,
+                "msg": error.get("msg"),
+                "input": _safe_input(error.get("input")),
+            }
+        )
+    return JSONResponse(status_code=422, content={"detail": errors})
 
 
 async def _lease_lost(_: Request, exc: Exception) -> JSONResponse:

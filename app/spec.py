@@ -184,6 +184,8 @@ class TrainingSpec(_Strict):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     loop: Literal["fit", "custom"] = "fit"
     shuffle: bool = True
+    # Decoupled weight decay in the optimizer (any optimizer; AdamW's own default is off here).
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
     # The textbook GradientTape loop: one penalty on every trainable weight, biases included.
     global_regularizer: RegularizerSpec | None = None
 
@@ -231,6 +233,8 @@ class ExperimentSpec(_Strict):
             for reg in (layer.regularizer, layer.bias_regularizer, layer.activity_regularizer):
                 if reg is not None and reg.describe() not in parts:
                     parts.append(reg.describe())
+        if self.training.weight_decay > 0:
+            parts.append(f"weight decay {self.training.weight_decay:g}")
         if self.training.global_regularizer is not None:
             parts.append(f"all weights {self.training.global_regularizer.describe()}")
         rates = sorted({layer.dropout for layer in self.model.layers if layer.dropout > 0})

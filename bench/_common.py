@@ -1,0 +1,260 @@
+"""Shared helpers for the benchmarks: a real reglab server in a subprocess, statistics,
+tables, the seed's spec and a tiny spec.
+
+Every benchmark starts its own server (`python -m app.cli serve`, which applies the
+migrations first) on a free port with a throw-away SQLite database under /tmp, waits for
+`/api/health`, and stops it at the end. Nothing outside /tmp is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+EXAMPLE_SPEC = ROOT / "examples" / "l2-dropout-digits.json"
+
+# The peers' Keras callbacks, measured earlier on this machine (quoted from
+# /work/shared/DESIGN.md, "Measured on these machines"), not re-measured here.
+REFERENCE_HOLD_MS = {"MLflow 3.17 Keras callback": 0.9, "TensorBoard callback": 13.5}
+
+
+# --- specs ------------------------------------------------------------------------------
+
+
+def seed_spec(epochs: int | None = None, name: str | None = None) -> dict[str, Any]:
+    """The seed's MLP: digits, Dense 64/32, L2 0.01, dropout 0.5 (examples/l2-dropout-digits.json)."""
+    spec = json.loads(EXAMPLE_SPEC.read_text())
+    if epochs is not None:
+        spec["training"]["epochs"] = epochs
+    if name is not None:
+        spec["name"] = name
+    return spec
+
+
+def tiny_spec(epochs: int = 3, name: str = "bench-tiny", batch_size: int = 64) -> dict[str, Any]:
+    """A small dense network on two moons: the quickest real run the worker trains."""
+    return {
+        "name": name,
+        "dataset": {"name": "moons", "n_samples": 300},
+        "model": {"layers": [{"type": "dense", "units": 16, "activation": "relu",
+                              "regularizer": {"kind": "l2", "l2": 0.001}}]},
+        "training": {"epochs": epochs, "batch_size": batch_size, "optimizer": "adam",
+                     "learning_rate": 0.01, "seed": 0, "loop": "fit"},
+    }
+
+
+def with_name(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    spec = copy.deepcopy(spec)
+    spec["name"] = name
+    return spec
+
+
+# --- statistics -------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100), like numpy's default."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return float(ordered[0])
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else math.nan
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain fixed-width table on stdout."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    line = "-+-".join("-" * w for w in widths)
+    print()
+    print(title)
+    print(line)
+    for index, row in enumerate(cells):
+        print(" | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
+        if index == 0:
+            print(line)
+    print(line)
+
+
+def machine() -> str:
+    """e.g. '2 CPU cores, Intel(R) Xeon(R) Processor (KVM), 23 GiB, no GPU'."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for text_line in Path("/proc/cpuinfo").read_text().splitlines():
+            if text_line.startswith("model name"):
+                model = text_line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kib = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        memory = f", {kib / 2**20:.0f} GiB RAM"
+    return f"{os.cpu_count()} CPU cores, {model}{memory}"
+
+
+# --- a real server ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def quiet_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    env.setdefault("PYTHONPATH", str(ROOT))
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Server:
+    """`python -m app.cli serve` on a free port with a temp SQLite database.
+
+    Use as a context manager; `url` is its base URL. `env` adds REGLAB_* settings (for
+    example a long lease, so that a benchmark that sends no heartbeats keeps its runs).
+    """
+
+    env: dict[str, str] = field(default_factory=dict)
+    startup_timeout: float = 60.0
+    keep_dir: bool = False
+    port: int = 0
+    url: str = ""
+    folder: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+    _log: Any = None
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="reglab-bench-", dir="/tmp"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = quiet_env(
+            REGLAB_DATABASE_URL=f"sqlite:///{self.folder / 'bench.db'}",
+            REGLAB_DATA_DIR=str(self.folder / "data"),
+            REGLAB_SERVER_URL=self.url,
+            **self.env,
+        )
+        self._log = (self.folder / "server.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_healthy()
+
+    def wait_healthy(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited ({self.process.returncode}):\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/api/health", timeout=2.0).status_code == 200:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server not healthy after {self.startup_timeout:.0f} s")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.folder is None:
+            return ""
+        with contextlib.suppress(OSError):
+            return "\n".join((self.folder / "server.log").read_text().splitlines()[-lines:])
+        return ""
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self.folder is not None and not self.keep_dir:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """SIGINT (uvicorn and the worker stop gracefully on it), then SIGKILL; this process only."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def running_server(**env: str) -> Iterator[Server]:
+    server = Server(env=env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def claim_run(worker_url: str, spec: dict[str, Any], *, worker_id: str = "bench") -> tuple[int, str]:
+    """Submit `spec` and claim it as a worker would: (experiment id, lease token).
+
+    The claim takes the oldest queued run, so call this only while nothing else is queued.
+    """
+    from app.client import ReglabClient, WorkerClient
+
+    with ReglabClient(worker_url) as client:
+        run = client.submit(spec)
+    worker = WorkerClient(worker_url)
+    try:
+        claim = worker.claim(
+            worker_id=worker_id, host=socket.gethostname(), devices=["CPU"], slot="CPU", wait=5.0
+        )
+    finally:
+        worker.close()
+    if claim is None or claim["experiment_id"] != run["id"]:
+        raise RuntimeError(f"claimed {claim and claim['experiment_id']}, expected {run['id']}")
+    return int(run["id"]), str(claim["lease_token"])
+
+
+def fmt_ms(seconds: float, digits: int = 2) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1000:.{digits}f} ms"

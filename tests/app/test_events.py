@@ -1,0 +1,122 @@
+"""The event stream against a real uvicorn server: live delivery, replay, resume."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+from app.client import ReglabClient, ServerEvent, WorkerClient
+from tests.conftest import wait_for
+from tests.factories import make_spec
+
+
+def start_run(url: str) -> tuple[int, str]:
+    with ReglabClient(url) as client:
+        client.submit(make_spec())
+    claim = WorkerClient(url).claim(worker_id="w", host="h", devices=["CPU"], slot="CPU", wait=0)
+    assert claim is not None
+    return claim["experiment_id"], claim["lease_token"]
+
+
+def finish_run(url: str, run_id: int, token: str, epochs: int) -> None:
+    worker = WorkerClient(url)
+    for epoch in range(epochs):
+        worker.upload_metrics(
+            run_id, token, [{"epoch": epoch, "values": {"loss": 1.0 / (epoch + 1)}}]
+        )
+    worker.finish(run_id, token, status="succeeded")
+
+
+def test_a_finished_run_replays_in_order_and_the_stream_ends(live_server: str) -> None:
+    run_id, token = start_run(live_server)
+    finish_run(live_server, run_id, token, epochs=5)
+    with ReglabClient(live_server) as client:
+        events = list(client.events(run_id, reconnect=False))
+    kinds = [(event.kind, event.data.get("epoch", event.data.get("status"))) for event in events]
+    assert kinds == [
+        ("status", "queued"),
+        ("status", "running"),
+        *[("metrics", epoch) for epoch in range(5)],
+        ("status", "succeeded"),
+    ]
+    ids = [event.id for event in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_live_points_arrive_once_each_in_order(live_server: str) -> None:
+    run_id, token = start_run(live_server)
+    received: list[ServerEvent] = []
+
+    def follow() -> None:
+        with ReglabClient(live_server) as client:
+            received.extend(client.events(run_id, reconnect=False))
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    wait_for(lambda: len(received) >= 2)  # queued + running replayed: now it is live
+    worker = WorkerClient(live_server)
+    for epoch in range(20):
+        worker.upload_metrics(run_id, token, [{"epoch": epoch, "values": {"loss": float(epoch)}}])
+        if epoch == 10:  # a resend after a lost answer is not a new point
+            worker.upload_metrics(run_id, token, [{"epoch": epoch, "values": {"loss": 10.0}}])
+    worker.finish(run_id, token, status="succeeded")
+    reader.join(30)
+    epochs = [event.data["epoch"] for event in received if event.kind == "metrics"]
+    assert epochs == list(range(20))
+    assert received[-1].data["status"] == "succeeded"
+
+
+def test_reconnect_with_last_event_id_resumes_without_gaps_or_repeats(live_server: str) -> None:
+    run_id, token = start_run(live_server)
+    finish_run(live_server, run_id, token, epochs=6)
+    with ReglabClient(live_server) as client:
+        everything = list(client.events(run_id, reconnect=False))
+        cut = everything[4].id
+        resumed = list(client.events(run_id, last_event_id=cut, reconnect=False))
+    assert [event.id for event in everything[:5] + resumed] == [event.id for event in everything]
+
+
+@pytest.mark.parametrize("garbage", ["banana", "-5", "1e9", str(2**70)])
+def test_garbage_last_event_id_replays_everything(live_server: str, garbage: str) -> None:
+    run_id, token = start_run(live_server)
+    finish_run(live_server, run_id, token, epochs=2)
+    response = httpx.get(
+        f"{live_server}/api/experiments/{run_id}/events",
+        headers={"Last-Event-ID": garbage},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert response.text.count("event: metrics") == 2
+    assert response.text.count("event: status") == 3
+
+
+def test_stream_headers(live_server: str) -> None:
+    run_id, token = start_run(live_server)
+    finish_run(live_server, run_id, token, epochs=1)
+    response = httpx.get(f"{live_server}/api/experiments/{run_id}/events", timeout=10)
+    headers: Any = response.headers
+    assert headers["content-type"].startswith("text/event-stream")
+    assert headers["x-accel-buffering"] == "no"
+    assert "no-store" in headers["cache-control"] or "no-cache" in headers["cache-control"]
+    assert "content-encoding" not in headers
+
+
+def test_cancel_ends_an_open_stream(live_server: str) -> None:
+    run_id, _ = start_run(live_server)
+    received: list[ServerEvent] = []
+
+    def follow() -> None:
+        with ReglabClient(live_server) as client:
+            received.extend(client.events(run_id, reconnect=False))
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    wait_for(lambda: len(received) >= 2)
+    with ReglabClient(live_server) as client:
+        client.cancel(run_id)
+    reader.join(10)
+    assert not reader.is_alive()
+    assert received[-1].data["status"] == "cancelled"

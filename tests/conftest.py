@@ -1,0 +1,130 @@
+"""Shared fixtures: a migrated database (SQLite file or a fresh PostgreSQL database),
+the app on it, and a real uvicorn server in a thread."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from app.db import reset_engines
+from app.migrate import upgrade
+from app.settings import get_settings
+
+PG_ADMIN_URL = os.environ.get("REGLAB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _use_database(url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGLAB_DATABASE_URL", url)
+    monkeypatch.setenv("REGLAB_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("REGLAB_SWEEP_SECONDS", "0.5")
+    get_settings.cache_clear()
+    reset_engines()
+    upgrade(url)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'reglab.db'}"
+    _use_database(url, tmp_path / "data", monkeypatch)
+    yield url
+    reset_engines()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def postgres_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh database on this machine's PostgreSQL, dropped afterwards."""
+    name = f"reglab_test_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True)
+    except psycopg.OperationalError as error:  # CI must not skip: fail loudly
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {error}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    _use_database(url, tmp_path / "data", monkeypatch)
+    yield url
+    reset_engines()
+    get_settings.cache_clear()
+    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest) -> str:
+    """The same test on SQLite and on PostgreSQL."""
+    fixture = "sqlite_db" if request.param == "sqlite" else "postgres_db"
+    return request.getfixturevalue(fixture)
+
+
+@pytest.fixture
+def client(sqlite_db: str) -> Iterator[object]:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # not the main thread
+        pass
+
+
+def run_in_thread(port: int) -> Iterator[str]:
+    from app.main import create_app
+
+    config = uvicorn.Config(
+        create_app(), host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
+    )
+    server = ThreadServer(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.02)
+    yield url
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def live_server(sqlite_db: str) -> Iterator[str]:
+    """A real uvicorn server on the SQLite database, in a thread."""
+    yield from run_in_thread(free_port())
+
+
+def wait_for(predicate: object, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Poll a condition with a deadline (not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+def health(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,127 @@
+"""Weight penalties λ·R(w) as Keras regularizers, written in `keras.ops`.
+
+Each class is registered as `reglab>Name` and has `get_config`, so a model that uses it
+saves to `.keras` and loads again once this module is imported. The same code runs on
+the TensorFlow and JAX backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import keras
+from keras import ops
+
+from app.spec import RegularizerSpec
+
+
+def _strength(value: float, x: Any) -> Any:
+    """The strength as a tensor of the weights' dtype (float16 weights stay float16)."""
+    return ops.convert_to_tensor(value, dtype=x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="reglab")
+class L1(keras.regularizers.Regularizer):
+    """Lasso: `l1 · Σ|w|`, which drives weights to exactly zero (sparsity)."""
+
+    def __init__(self, l1: float = 0.01) -> None:
+        self.l1 = float(l1)
+
+    def __call__(self, x: Any) -> Any:
+        x = ops.convert_to_tensor(x)
+        return _strength(self.l1, x) * ops.sum(ops.abs(x))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l1": self.l1}
+
+
+@keras.saving.register_keras_serializable(package="reglab")
+class L2(keras.regularizers.Regularizer):
+    """Ridge (weight decay): `l2 · Σw²`, which shrinks every weight towards zero."""
+
+    def __init__(self, l2: float = 0.01) -> None:
+        self.l2 = float(l2)
+
+    def __call__(self, x: Any) -> Any:
+        x = ops.convert_to_tensor(x)
+        return _strength(self.l2, x) * ops.sum(ops.square(x))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l2": self.l2}
+
+
+@keras.saving.register_keras_serializable(package="reglab")
+class L1L2(keras.regularizers.Regularizer):
+    """Elastic net: `l1 · Σ|w| + l2 · Σw²`."""
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0) -> None:
+        self.l1 = float(l1)
+        self.l2 = float(l2)
+
+    def __call__(self, x: Any) -> Any:
+        x = ops.convert_to_tensor(x)
+        return _strength(self.l1, x) * ops.sum(ops.abs(x)) + _strength(self.l2, x) * ops.sum(
+            ops.square(x)
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l1": self.l1, "l2": self.l2}
+
+
+@keras.saving.register_keras_serializable(package="reglab")
+class Smoothness(keras.regularizers.Regularizer):
+    """`smoothness · Σ (w[k+1] - w[k])²` between neighbours along the first axis.
+
+    For a Conv1D kernel `(k, in, out)` that is adjacent taps, for a Dense kernel
+    `(in, out)` adjacent input units; a rank-1 bias works too. A first axis of length 1
+    has no neighbours and costs nothing.
+    """
+
+    def __init__(self, smoothness: float = 0.01) -> None:
+        self.smoothness = float(smoothness)
+
+    def __call__(self, x: Any) -> Any:
+        x = ops.convert_to_tensor(x)
+        if len(x.shape) == 0:
+            raise ValueError("the smoothness penalty needs a tensor of rank 1 or more")
+        return _strength(self.smoothness, x) * ops.sum(ops.square(ops.diff(x, axis=0)))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"smoothness": self.smoothness}
+
+
+def from_spec(spec: RegularizerSpec | None) -> keras.regularizers.Regularizer | None:
+    """The regularizer a spec describes, or None for no penalty."""
+    if spec is None:
+        return None
+    if spec.kind == "l1":
+        return L1(_set(spec.l1))
+    if spec.kind == "l2":
+        return L2(_set(spec.l2))
+    if spec.kind == "l1l2":
+        return L1L2(l1=_set(spec.l1), l2=_set(spec.l2))
+    if spec.kind == "smoothness":
+        return Smoothness(_set(spec.smoothness))
+    raise ValueError(f"unknown regularizer kind {spec.kind!r}")
+
+
+def _set(value: float | None) -> float:
+    # RegularizerSpec fills the kind's strengths with a default, so None is a bug upstream.
+    if value is None:
+        raise ValueError("regularizer strength is unset")
+    return value
+
+
+def penalty_of(weights: Iterable[Any], spec: RegularizerSpec | None) -> Any:
+    """The penalty of `spec` summed over `weights` (the custom loop's global regularizer).
+
+    Returns a scalar tensor; 0.0 when `spec` is None or there are no weights.
+    """
+    regularizer = from_spec(spec)
+    if regularizer is None:
+        return ops.convert_to_tensor(0.0)
+    terms = [regularizer(weight) for weight in weights]
+    if not terms:
+        return ops.convert_to_tensor(0.0)
+    return ops.sum(ops.stack(terms))
