@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Iterator
@@ -117,7 +118,7 @@ class ReglabClient:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/api/health").json()
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> builtins.list[dict[str, Any]]:
         return self._call("GET", "/api/workers").json()
 
     def events(
@@ -157,7 +158,8 @@ class ReglabClient:
 
 def parse_sse(lines: Iterator[str]) -> Iterator[ServerEvent]:
     """Turn event-stream lines into events (comments and pings are skipped)."""
-    kind, data, event_id = "message", [], None
+    kind, event_id = "message", None
+    data: list[str] = []
     for line in lines:
         if line == "":
             if data:

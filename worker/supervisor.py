@@ -187,6 +187,13 @@ class Supervisor:
                 if self.stopping.is_set():
                     self._call(client.release, claim["experiment_id"], claim["lease_token"])
                     break
+                if child.process.poll() is not None:  # died while waiting: start afresh
+                    log.warning(
+                        "warm child on %s exited (%s); starting another",
+                        slot.name,
+                        describe_exit(child.process.returncode),
+                    )
+                    child = Child.spawn(slot)
                 self._train(client, slot, child, claim)
                 child = None  # one child per run: the next one warms up now
         finally:
@@ -279,9 +286,9 @@ class Supervisor:
             else:
                 log.info("failed experiment %s: %s", experiment_id, child.finished.get("error"))
         else:
-            error = f"training process died ({describe_exit(returncode)})"
-            log.error("failed experiment %s: %s", experiment_id, error)
-            self._call(client.finish, experiment_id, token, status="failed", error=error)
+            reason = f"training process died ({describe_exit(returncode)})"
+            log.error("failed experiment %s: %s", experiment_id, reason)
+            self._call(client.finish, experiment_id, token, status="failed", error=reason)
 
     def close(self) -> None:
         for client in self._clients:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import FileResponse
@@ -16,7 +16,9 @@ from app.spec import ExperimentSpec
 from app.storage import resolve_artifact
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
-NOT_FOUND = {404: {"model": ErrorOut, "description": "No such experiment"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No such experiment"}
+}
 
 
 @router.post("", status_code=201, response_model=ExperimentOut)

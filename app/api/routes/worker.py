@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -37,7 +37,9 @@ from app.spec import ExperimentSpec
 from app.storage import model_relpath, resolve_artifact
 
 router = APIRouter(prefix="/worker", tags=["worker"])
-LEASE_LOST = {409: {"model": ErrorOut, "description": "The lease token no longer holds the run"}}
+LEASE_LOST: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "The lease token no longer holds the run"}
+}
 
 # While nobody submits, claimers also look again this often (another server replica
 # may have queued work that this process's broker never hears of).
@@ -63,7 +65,11 @@ def _try_claim(body: ClaimIn, settings: Settings) -> Experiment | None:
 async def claim(body: ClaimIn, request: Request, settings: SettingsDep) -> ClaimOut | Response:
     """Claim the oldest queued run, waiting up to `wait` seconds for one to arrive."""
     deadline = time.monotonic() + min(body.wait, settings.claim_wait_seconds)
+    waited = False
     while True:
+        # A claimer that went away while waiting must not be handed a run.
+        if waited and await request.is_disconnected():
+            return Response(status_code=204)
         waiter = broker.queue_waiter()
         row = await run_in_threadpool(_try_claim, body, settings)
         if row is not None:
@@ -81,6 +87,7 @@ async def claim(body: ClaimIn, request: Request, settings: SettingsDep) -> Claim
             return Response(status_code=204)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter.wait(), timeout=min(remaining, _POLL_FALLBACK_SECONDS))
+        waited = True
 
 
 @router.post(
