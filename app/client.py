@@ -135,6 +135,8 @@ class ReglabClient:
                     headers=headers,
                     timeout=httpx.Timeout(10.0, read=60.0),
                 ) as response:
+                    if response.status_code == 204:
+                        return  # the run is over and everything was seen
                     if not response.is_success:
                         response.read()
                         _raise_for(response)

@@ -13,11 +13,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from app.api.routes import experiments, health, stream, worker
+from app.api.routes import experiments, health, metrics, pages, stream, worker
 from app.db import session_scope
 from app.events import broker
 from app.services import queue
@@ -102,13 +102,10 @@ def create_app() -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(queue.LeaseLost, _lease_lost)
-    for module in (experiments, stream, worker, health):
+    for module in (experiments, metrics, stream, worker, health):
         app.include_router(module.router, prefix="/api")
+    app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
 
     return app
 

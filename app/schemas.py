@@ -185,3 +185,8 @@ class FinishIn(LeaseIn):
     error_epoch: int | None = Field(default=None, ge=0, le=1_000_000)
     test_metrics: FiniteValues | None = None
     best_epoch: int | None = Field(default=None, ge=0, le=1_000_000)
+
+
+class RunsMetrics(BaseModel):
+    runs: dict[str, MetricSeries] = Field(description="By run id, in the order asked")
+    missing: list[int] = Field(description="Asked-for ids that do not exist")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from app.settings import Settings
@@ -16,3 +17,10 @@ def resolve_artifact(settings: Settings, relpath: str) -> Path | None:
     root = settings.data_dir.resolve()
     path = (root / relpath).resolve()
     return path if path.is_relative_to(root) else None
+
+
+def remove_artifacts(settings: Settings, experiment_id: int) -> None:
+    """Delete a run's stored files, if any."""
+    folder = resolve_artifact(settings, f"artifacts/{int(experiment_id)}")
+    if folder is not None and folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)

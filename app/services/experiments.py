@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app import events
-from app.models import Experiment, Status, utcnow
+from app.models import Event, Experiment, Metric, Status, utcnow
 from app.spec import ExperimentSpec
 
 
@@ -87,3 +88,19 @@ def cancel(session: Session, row: Experiment) -> bool:
     change_status(session, row, Status.cancelled, lease_expires_at=None)
     session.commit()
     return True
+
+
+class StillRunning(Exception):
+    """A running experiment cannot be deleted; cancel it first."""
+
+
+def delete(session: Session, row: Experiment) -> None:
+    """Delete a run that is not running, with its metrics and events (the caller removes
+    its files)."""
+    session.refresh(row, with_for_update=True)
+    if row.status == Status.running:
+        raise StillRunning(f"experiment {row.id} is running: cancel it first")
+    session.exec(sa_delete(Metric).where(col(Metric.experiment_id) == row.id))
+    session.exec(sa_delete(Event).where(col(Event.experiment_id) == row.id))
+    session.delete(row)
+    session.commit()

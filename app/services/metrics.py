@@ -81,23 +81,40 @@ def ingest(
     return new_epochs
 
 
-def series(session: Session, experiment_id: int) -> tuple[list[int], dict[str, list[float | None]]]:
+Columns = dict[str, list[float | None]]
+
+
+def series(session: Session, experiment_id: int) -> tuple[list[int], Columns]:
     """All of a run's metrics as columns aligned on the epochs."""
-    rows = session.exec(
-        select(Metric.epoch, Metric.name, Metric.value)
-        .where(Metric.experiment_id == experiment_id)
-        .order_by(col(Metric.epoch))
-    ).all()
-    epochs = sorted({epoch for epoch, _, _ in rows})
-    position = {epoch: index for index, epoch in enumerate(epochs)}
-    columns: dict[str, list[float | None]] = {}
-    for epoch, name, value in rows:
-        column = columns.setdefault(name, [None] * len(epochs))
-        column[position[epoch]] = value if math.isfinite(value) else None
-    return epochs, dict(sorted(columns.items()))
+    return series_of_runs(session, [experiment_id]).get(experiment_id, ([], {}))
 
 
-def to_csv(epochs: list[int], columns: dict[str, list[float | None]]) -> str:
+def series_of_runs(
+    session: Session, experiment_ids: Sequence[int], names: Sequence[str] | None = None
+) -> dict[int, tuple[list[int], Columns]]:
+    """Several runs' metrics in one query (the compare view draws them all at once)."""
+    query = select(Metric.experiment_id, Metric.epoch, Metric.name, Metric.value).where(
+        col(Metric.experiment_id).in_(list(experiment_ids))
+    )
+    if names:
+        query = query.where(col(Metric.name).in_(list(names)))
+    rows = session.exec(query.order_by(col(Metric.experiment_id), col(Metric.epoch))).all()
+    by_run: dict[int, list[tuple[int, str, float]]] = {}
+    for experiment_id, epoch, name, value in rows:
+        by_run.setdefault(experiment_id, []).append((epoch, name, value))
+    result: dict[int, tuple[list[int], Columns]] = {}
+    for experiment_id, run_rows in by_run.items():
+        epochs = sorted({epoch for epoch, _, _ in run_rows})
+        position = {epoch: index for index, epoch in enumerate(epochs)}
+        columns: Columns = {}
+        for epoch, name, value in run_rows:
+            column = columns.setdefault(name, [None] * len(epochs))
+            column[position[epoch]] = value if math.isfinite(value) else None
+        result[experiment_id] = (epochs, dict(sorted(columns.items())))
+    return result
+
+
+def to_csv(epochs: list[int], columns: Columns) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     names = list(columns)

@@ -120,3 +120,19 @@ def test_cancel_ends_an_open_stream(live_server: str) -> None:
     reader.join(10)
     assert not reader.is_alive()
     assert received[-1].data["status"] == "cancelled"
+
+
+def test_resuming_after_the_final_status_is_204_so_browsers_stop_reconnecting(
+    live_server: str,
+) -> None:
+    run_id, token = start_run(live_server)
+    finish_run(live_server, run_id, token, epochs=1)
+    with ReglabClient(live_server) as client:
+        last = list(client.events(run_id, reconnect=False))[-1]
+        assert list(client.events(run_id, last_event_id=last.id)) == []
+    response = httpx.get(
+        f"{live_server}/api/experiments/{run_id}/events",
+        headers={"Last-Event-ID": str(last.id)},
+        timeout=10,
+    )
+    assert response.status_code == 204

@@ -13,7 +13,7 @@ from app.models import Status
 from app.schemas import ErrorOut, ExperimentList, ExperimentOut, MetricSeries
 from app.services import experiments, metrics
 from app.spec import ExperimentSpec
-from app.storage import resolve_artifact
+from app.storage import remove_artifacts, resolve_artifact
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -85,6 +85,24 @@ def cancel(experiment: ExperimentDep, session: SessionDep) -> ExperimentOut:
     if not experiments.cancel(session, row):
         raise HTTPException(409, detail=f"experiment {row.id} already {row.status}")
     return ExperimentOut.of(row)
+
+
+@router.delete(
+    "/{experiment_id}",
+    status_code=204,
+    responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "Still running"}},
+)
+def delete(experiment: ExperimentDep, session: SessionDep, settings: SettingsDep) -> Response:
+    """Delete an experiment that is not running, with its metrics and model."""
+    assert experiment.id is not None
+    row = experiments.get(session, experiment.id)
+    assert row is not None
+    try:
+        experiments.delete(session, row)
+    except experiments.StillRunning as error:
+        raise HTTPException(409, detail=str(error)) from None
+    remove_artifacts(settings, experiment.id)
+    return Response(status_code=204)
 
 
 @router.get(

@@ -6,21 +6,25 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Response
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ExperimentDep, SettingsDep
 from app.db import session_scope
-from app.events import StreamEvent, broker
+from app.events import StreamEvent, Subscription, broker
+from app.models import Experiment, Status
 from app.services import metrics
 
 router = APIRouter(tags=["experiments"])
 
 
-def _load_events(experiment_id: int, after_id: int) -> list[StreamEvent]:
+def _load_events(experiment_id: int, after_id: int) -> tuple[list[StreamEvent], bool]:
+    """The stored events after an id, and whether the run has ended."""
     with session_scope(read_only=True) as session:
-        return metrics.events_after(session, experiment_id, after_id)
+        stored = metrics.events_after(session, experiment_id, after_id)
+        row = session.get(Experiment, experiment_id)
+        return stored, row is None or Status(row.status).is_final
 
 
 def _parse_last_event_id(value: str | None) -> int:
@@ -42,13 +46,14 @@ def _message(stream_event: StreamEvent) -> dict[str, Any]:
     }
 
 
-async def _stream(experiment_id: int, after_id: int) -> AsyncIterator[dict[str, Any]]:
-    # Subscribe before replaying, so that nothing committed in between is missed;
-    # what arrives both ways is dropped by id.
-    subscription = broker.subscribe(experiment_id)
+async def _stream(
+    subscription: Subscription, replay: list[StreamEvent], after_id: int
+) -> AsyncIterator[dict[str, Any]]:
+    # The subscription was opened before the replay was read, so nothing committed in
+    # between is missed; what arrives both ways is dropped by id.
     try:
         last_id = after_id
-        for stream_event in await run_in_threadpool(_load_events, experiment_id, after_id):
+        for stream_event in replay:
             yield _message(stream_event)
             last_id = stream_event.id
             if stream_event.is_final_status:
@@ -70,18 +75,28 @@ async def _stream(experiment_id: int, after_id: int) -> AsyncIterator[dict[str, 
 @router.get(
     "/experiments/{experiment_id}/events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        204: {"description": "The run is over and nothing is left after Last-Event-ID"},
+    },
 )
 async def stream_events(
     experiment: ExperimentDep,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(max_length=40)] = None,
-) -> EventSourceResponse:
+) -> Response:
     """A `metrics` event per epoch and a `status` event per change, each with an id;
     reconnect with Last-Event-ID to resume. The stream ends after the final status."""
     assert experiment.id is not None
+    after_id = _parse_last_event_id(last_event_id)
+    subscription = broker.subscribe(experiment.id)
+    replay, ended = await run_in_threadpool(_load_events, experiment.id, after_id)
+    if ended and not replay and after_id > 0:
+        # Everything was seen and the run is over: 204 tells EventSource not to reconnect.
+        broker.unsubscribe(subscription)
+        return Response(status_code=204)
     return EventSourceResponse(
-        _stream(experiment.id, _parse_last_event_id(last_event_id)),
+        _stream(subscription, replay, after_id),
         ping=int(settings.sse_ping_seconds),
         send_timeout=settings.sse_send_timeout,
     )

@@ -1,0 +1,46 @@
+"""Several runs' metrics in one request, for the compare view."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlmodel import col, select
+
+from app.api.deps import ReadSessionDep
+from app.models import Experiment
+from app.schemas import MetricSeries, RunsMetrics
+from app.services import metrics
+
+router = APIRouter(tags=["experiments"])
+_IDS = re.compile(r"^\d{1,18}(,\d{1,18}){0,99}$")
+_NAMES = re.compile(r"^[A-Za-z0-9_.:/\-]{1,100}(,[A-Za-z0-9_.:/\-]{1,100}){0,199}$")
+
+
+@router.get("/metrics", response_model=RunsMetrics)
+def runs_metrics(
+    session: ReadSessionDep,
+    ids: Annotated[str, Query(max_length=2000, description="Run ids, comma-separated (≤ 100)")],
+    names: Annotated[
+        str | None, Query(max_length=20_000, description="Only these metrics, comma-separated")
+    ] = None,
+) -> RunsMetrics:
+    """The metrics of several runs at once; ids that do not exist are listed as missing."""
+    if not _IDS.match(ids):
+        raise HTTPException(422, detail="ids must be up to 100 comma-separated run ids")
+    if names is not None and not _NAMES.match(names):
+        raise HTTPException(422, detail="names must be comma-separated metric names")
+    wanted = list(dict.fromkeys(int(part) for part in ids.split(",")))
+    found = set(session.exec(select(Experiment.id).where(col(Experiment.id).in_(wanted))).all())
+    data = metrics.series_of_runs(
+        session, [i for i in wanted if i in found], names.split(",") if names else None
+    )
+    return RunsMetrics(
+        runs={
+            str(i): MetricSeries(epochs=data.get(i, ([], {}))[0], series=data.get(i, ([], {}))[1])
+            for i in wanted
+            if i in found
+        },
+        missing=[i for i in wanted if i not in found],
+    )
