@@ -22,7 +22,6 @@ from rich.table import Table
 
 from app.client import ReglabClient, ReglabError
 from app.settings import get_settings
-from app.spec import DATASETS
 
 cli = typer.Typer(
     help="reglab: a self-hosted lab for regularizing neural networks.",
@@ -215,7 +214,7 @@ def _format_values(values: dict[str, float], names: tuple[str, ...]) -> str:
 
 def _watch(client: ReglabClient, experiment_id: int) -> None:
     run = client.get(experiment_id)
-    classification = DATASETS[run["spec"]["dataset"]["name"]].task == "classification"
+    classification = run["task"] == "classification"
     shown = ("loss", "val_loss", "val_data_loss", "val_accuracy" if classification else "val_mae")
     status = run["status"]
     progress = Progress(

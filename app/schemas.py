@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.models import Experiment, Status
-from app.spec import ExperimentSpec
+from app.spec import ExperimentSpec, Task
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -33,6 +33,7 @@ class ExperimentOut(BaseModel):
     status: Status
     spec: ExperimentSpec
     regularization: str = Field(description="The regularization in a few words")
+    task: Task = Field(description="classification or regression, from the dataset")
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
@@ -60,6 +61,7 @@ class ExperimentOut(BaseModel):
             status=Status(row.status),
             spec=spec,
             regularization=spec.describe_regularization(),
+            task=spec.dataset.info.task,
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
