@@ -61,6 +61,7 @@ def list_experiments(
     *,
     status: Status | None = None,
     name: str | None = None,
+    ids: list[int] | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Experiment], int]:
@@ -74,6 +75,9 @@ def list_experiments(
         pattern = f"%{name}%"
         query = query.where(col(Experiment.name).ilike(pattern))
         count = count.where(col(Experiment.name).ilike(pattern))
+    if ids is not None:
+        query = query.where(col(Experiment.id).in_(ids))
+        count = count.where(col(Experiment.id).in_(ids))
     rows = session.exec(query.order_by(col(Experiment.id).desc()).offset(offset).limit(limit)).all()
     total = session.exec(count).one()
     return list(rows), int(total)

@@ -42,7 +42,7 @@ class Trace {
 }
 
 export class Chart {
-  constructor(container, { title, yTitle, xTitle = "epoch", group, height = 300 }) {
+  constructor(container, { title, yTitle, xTitle = "epoch", group, height = 300, legend = true }) {
     this.container = container;
     this.group = group;
     this.traces = new Map();
@@ -53,6 +53,7 @@ export class Chart {
       margin: { l: 58, r: 16, t: 36, b: 34 },
       xaxis: { title: { text: xTitle, standoff: 4 }, zeroline: false },
       yaxis: { title: { text: yTitle ?? "" }, type: group?.log ? "log" : "linear", zeroline: false },
+      showlegend: legend,
       hovermode: "x unified",
       uirevision: "keep",
       legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom", font: { size: 11 } },
@@ -104,6 +105,7 @@ export class Chart {
         legendgroup: definition.legendgroup,
         showlegend: definition.showlegend ?? true,
         hovertemplate: "%{y:.4g}",
+        visible: definition.visible ?? true,
         fill: definition.fill,
         fillcolor: definition.fillcolor,
       };
@@ -166,6 +168,18 @@ export class Chart {
         // The hovered point may be gone; the next mouse move shows a new one.
       }
     }
+  }
+
+  // Show or hide traces (e.g. every trace of one run) without touching the rest.
+  setVisible(keys, visible) {
+    const indices = [];
+    for (const key of keys) {
+      const trace = this.traces.get(key);
+      if (!trace) continue;
+      trace.definition.visible = visible;
+      indices.push(this.order.indexOf(key));
+    }
+    if (this.drawn && indices.length) Plotly.restyle(this.container, { visible }, indices);
   }
 
   pointCount(key) {

@@ -227,3 +227,69 @@ def test_index_page_is_served(client: TestClient) -> None:
     response = client.get("/")
     assert response.status_code == 200
     assert "reglab" in response.text
+
+
+def test_metrics_of_several_runs_in_one_request(client: TestClient) -> None:
+    for _ in range(3):
+        client.post("/api/experiments", json=make_spec())
+    first, second = claim(client), claim(client)
+    upload(client, first, 0, loss=1.0, val_loss=2.0)
+    upload(client, second, 0, loss=3.0)
+    upload(client, second, 1, loss=2.5)
+    ids = f"{second['experiment_id']},{first['experiment_id']},3,999"
+    body = client.get("/api/metrics", params={"ids": ids}).json()
+    assert list(body["runs"]) == [str(second["experiment_id"]), str(first["experiment_id"]), "3"]
+    assert body["runs"][str(second["experiment_id"])] == {
+        "epochs": [0, 1],
+        "series": {"loss": [3.0, 2.5]},
+    }
+    assert body["runs"]["3"] == {"epochs": [], "series": {}}
+    assert body["missing"] == [999]
+    only = client.get("/api/metrics", params={"ids": ids, "names": "val_loss"}).json()
+    assert only["runs"][str(first["experiment_id"])]["series"] == {"val_loss": [2.0]}
+    listed = client.get("/api/experiments", params={"ids": "1,3"}).json()
+    assert [item["id"] for item in listed["items"]] == [3, 1]
+
+
+@pytest.mark.parametrize("ids", ["", "a", "1,,2", ",".join(["1"] * 101), "-1"])
+def test_bad_id_lists_are_422(client: TestClient, ids: str) -> None:
+    assert client.get("/api/metrics", params={"ids": ids}).status_code == 422
+    assert client.get("/api/experiments", params={"ids": ids}).status_code == 422
+
+
+def test_delete_removes_a_finished_run_but_not_a_running_one(client: TestClient) -> None:
+    client.post("/api/experiments", json=make_spec())
+    run = claim(client)
+    run_id = run["experiment_id"]
+    upload(client, run, 0, loss=1.0)
+    client.put(
+        f"/api/worker/experiments/{run_id}/model",
+        params={"lease_token": run["lease_token"]},
+        content=b"model",
+    )
+    assert client.delete(f"/api/experiments/{run_id}").status_code == 409
+    client.post(
+        f"/api/worker/experiments/{run_id}/finish",
+        json={"lease_token": run["lease_token"], "status": "succeeded"},
+    )
+    assert client.delete(f"/api/experiments/{run_id}").status_code == 204
+    assert client.get(f"/api/experiments/{run_id}").status_code == 404
+    assert client.get("/api/metrics", params={"ids": str(run_id)}).json()["missing"] == [run_id]
+    assert client.delete(f"/api/experiments/{run_id}").status_code == 404
+
+
+def test_pages_and_the_versioned_compressed_plotly(client: TestClient) -> None:
+    for path in ("/", "/new", "/runs/1", "/compare?ids=1,2"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith("text/html")
+    run_page = client.get("/runs/1").text
+    assert "__PLOTLY_URL__" not in run_page
+    url = run_page.split('<script src="')[1].split('"')[0]
+    assert url.startswith("/vendor/plotly-") and url.endswith(".min.js")
+    js = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert js.status_code == 200
+    assert js.headers["content-encoding"] == "gzip"
+    assert "immutable" in js.headers["cache-control"]
+    assert int(js.headers["content-length"]) < 2_000_000  # 4.8 MB raw
+    assert client.get("/vendor/plotly-0.0.1.min.js").status_code == 404

@@ -33,12 +33,25 @@ def list_experiments(
     session: ReadSessionDep,
     status: Status | None = None,
     name: Annotated[str | None, Query(max_length=200, description="Part of the name")] = None,
+    ids: Annotated[
+        str | None,
+        Query(
+            max_length=2000,
+            pattern=r"^\d{1,18}(,\d{1,18}){0,99}$",
+            description="Only these runs, comma-separated ids (≤ 100)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> ExperimentList:
     """List experiments, newest first."""
     rows, total = experiments.list_experiments(
-        session, status=status, name=name, limit=limit, offset=offset
+        session,
+        status=status,
+        name=name,
+        ids=[int(part) for part in ids.split(",")] if ids else None,
+        limit=limit,
+        offset=offset,
     )
     return ExperimentList(items=[ExperimentOut.of(row) for row in rows], total=total)
 

@@ -36,7 +36,6 @@ def plotly_url() -> str:
     return f"/vendor/plotly-{plotly_version()}.min.js"
 
 
-@cache
 def _page(name: str) -> str:
     html = (STATIC_DIR / PAGES[name]).read_text(encoding="utf-8")
     return html.replace("__PLOTLY_URL__", plotly_url())
