@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -128,3 +131,50 @@ def health(url: str) -> bool:
         return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`reglab serve` and `reglab worker` as real processes on a fresh SQLite database,
+    shared by the end-to-end and browser tests; yields the server URL."""
+    folder = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "REGLAB_DATABASE_URL": f"sqlite:///{folder / 'reglab.db'}",
+        "REGLAB_DATA_DIR": str(folder / "data"),
+        "REGLAB_SERVER_URL": url,
+        "REGLAB_HEARTBEAT_SECONDS": "0.5",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    logs = [(folder / "server.log").open("w"), (folder / "worker.log").open("w")]
+    reglab = [sys.executable, "-m", "app.cli"]
+    server = subprocess.Popen(
+        [*reglab, "serve", "--port", str(port)],
+        env=env,
+        cwd=folder,
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
+    )
+    wait_for(lambda: health(url), timeout=60)
+    worker = subprocess.Popen(
+        [*reglab, "worker", "--gpus", "none"],
+        env=env,
+        cwd=folder,
+        stdout=logs[1],
+        stderr=subprocess.STDOUT,
+    )
+    yield url
+    for process in (worker, server):
+        process.send_signal(signal.SIGINT)  # Ctrl-C: both stop cleanly
+    codes = []
+    for process in (worker, server):
+        try:
+            codes.append(process.wait(30))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            codes.append("hung")
+    for log in logs:
+        log.close()
+    assert codes == [0, 0], f"worker, server exit codes {codes}; logs in {folder}"

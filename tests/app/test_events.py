@@ -136,3 +136,44 @@ def test_resuming_after_the_final_status_is_204_so_browsers_stop_reconnecting(
         timeout=10,
     )
     assert response.status_code == 204
+
+
+def test_many_open_streams_hold_no_database_connections(live_server: str) -> None:
+    """More viewers than the connection pool has connections, each getting every epoch."""
+    import asyncio
+
+    run_id, token = start_run(live_server)
+    viewers = 40  # the SQLite pool holds 5 + 10 overflow connections
+
+    async def watch(
+        client: httpx.AsyncClient, opened: asyncio.Event, count: list[int]
+    ) -> list[int]:
+        epochs: list[int] = []
+        async with client.stream("GET", f"/api/experiments/{run_id}/events") as response:
+            assert response.status_code == 200
+            count[0] += 1
+            if count[0] == viewers:
+                opened.set()
+            kind = None
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "metrics":
+                    epochs.append(int(line.split('"epoch":')[1].split(",")[0]))
+                elif line.startswith("data: ") and '"succeeded"' in line:
+                    return epochs
+        return epochs
+
+    async def main() -> list[list[int]]:
+        opened, count = asyncio.Event(), [0]
+        limits = httpx.Limits(max_connections=viewers + 5)
+        async with httpx.AsyncClient(base_url=live_server, timeout=30, limits=limits) as client:
+            tasks = [asyncio.create_task(watch(client, opened, count)) for _ in range(viewers)]
+            await asyncio.wait_for(opened.wait(), 20)
+            # The API still answers at once while every stream is open.
+            response = await client.get(f"/api/experiments/{run_id}")
+            assert response.status_code == 200
+            await asyncio.to_thread(finish_run, live_server, run_id, token, 5)
+            return await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+    assert asyncio.run(main()) == [[0, 1, 2, 3, 4]] * viewers

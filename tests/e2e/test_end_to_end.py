@@ -7,62 +7,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from app.client import ReglabClient
-from tests.conftest import free_port, health, wait_for
+from tests.conftest import wait_for
 from tests.factories import make_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server and a worker on a fresh SQLite database; yields the server URL."""
-    folder = tmp_path_factory.mktemp("stack")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "REGLAB_DATABASE_URL": f"sqlite:///{folder / 'reglab.db'}",
-        "REGLAB_DATA_DIR": str(folder / "data"),
-        "REGLAB_SERVER_URL": url,
-        "REGLAB_HEARTBEAT_SECONDS": "0.5",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    logs = [(folder / "server.log").open("w"), (folder / "worker.log").open("w")]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=folder,
-        stdout=logs[0],
-        stderr=subprocess.STDOUT,
-    )
-    wait_for(lambda: health(url), timeout=60)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--gpus", "none"],
-        env=env,
-        cwd=folder,
-        stdout=logs[1],
-        stderr=subprocess.STDOUT,
-    )
-    yield url
-    for process in (worker, server):
-        process.send_signal(2)  # Ctrl-C: both stop cleanly
-    for process in (worker, server):
-        try:
-            assert process.wait(30) == 0, f"{process.args} exited {process.returncode}"
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-    for log in logs:
-        log.close()
-    print((folder / "worker.log").read_text()[-3000:])
 
 
 def follow(url: str, run_id: int) -> list:

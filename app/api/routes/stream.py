@@ -6,25 +6,30 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, HTTPException, Response
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import ExperimentDep, SettingsDep
+from app.api.deps import ExperimentId, SettingsDep
 from app.db import session_scope
 from app.events import StreamEvent, Subscription, broker
 from app.models import Experiment, Status
+from app.schemas import ErrorOut
 from app.services import metrics
 
 router = APIRouter(tags=["experiments"])
 
 
-def _load_events(experiment_id: int, after_id: int) -> tuple[list[StreamEvent], bool]:
-    """The stored events after an id, and whether the run has ended."""
+def _load_events(experiment_id: int, after_id: int) -> tuple[list[StreamEvent], bool] | None:
+    """The stored events after an id and whether the run has ended; None if no such run.
+
+    A short session of its own: a stream must not hold a database connection open.
+    """
     with session_scope(read_only=True) as session:
-        stored = metrics.events_after(session, experiment_id, after_id)
         row = session.get(Experiment, experiment_id)
-        return stored, row is None or Status(row.status).is_final
+        if row is None:
+            return None
+        return metrics.events_after(session, experiment_id, after_id), Status(row.status).is_final
 
 
 def _parse_last_event_id(value: str | None) -> int:
@@ -78,19 +83,23 @@ async def _stream(
     responses={
         200: {"content": {"text/event-stream": {}}},
         204: {"description": "The run is over and nothing is left after Last-Event-ID"},
+        404: {"model": ErrorOut, "description": "No such experiment"},
     },
 )
 async def stream_events(
-    experiment: ExperimentDep,
+    experiment_id: ExperimentId,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(max_length=40)] = None,
 ) -> Response:
     """A `metrics` event per epoch and a `status` event per change, each with an id;
     reconnect with Last-Event-ID to resume. The stream ends after the final status."""
-    assert experiment.id is not None
     after_id = _parse_last_event_id(last_event_id)
-    subscription = broker.subscribe(experiment.id)
-    replay, ended = await run_in_threadpool(_load_events, experiment.id, after_id)
+    subscription = broker.subscribe(experiment_id)
+    loaded = await run_in_threadpool(_load_events, experiment_id, after_id)
+    if loaded is None:
+        broker.unsubscribe(subscription)
+        raise HTTPException(404, detail=f"experiment {experiment_id} not found")
+    replay, ended = loaded
     if ended and not replay and after_id > 0:
         # Everything was seen and the run is over: 204 tells EventSource not to reconnect.
         broker.unsubscribe(subscription)
