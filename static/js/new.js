@@ -8,10 +8,17 @@ import { ApiError, api, el } from "./api.js";
 
 // DATASETS of app/spec.py; `noise` is worker/datasets.py's DEFAULT_NOISE.
 const DATASETS = {
-  digits: { task: "classification", classes: 10, features: 64, description: "scikit-learn 8x8 digits, 1,797" },
-  breast_cancer: { task: "classification", classes: 2, features: 30, description: "scikit-learn breast cancer, 569 x 30" },
+  digits: {
+    task: "classification", classes: 10, features: 64, description: "scikit-learn 8x8 digits, 1,797",
+  },
+  breast_cancer: {
+    task: "classification", classes: 2, features: 30, description: "scikit-learn breast cancer, 569 x 30",
+  },
   wine: { task: "classification", classes: 3, features: 13, description: "scikit-learn wine, 178 x 13" },
-  moons: { task: "classification", classes: 2, features: 2, generated: true, samples: 500, noise: 0.25, description: "two moons" },
+  moons: {
+    task: "classification", classes: 2, features: 2, generated: true, samples: 500, noise: 0.25,
+    description: "two moons",
+  },
   noisy_regression: {
     task: "regression", classes: 0, features: 1, generated: true, samples: 60, noise: 0.3,
     description: "few noisy samples of a smooth curve; over-fits readily",
@@ -71,6 +78,9 @@ const TRAINING_DEFAULTS = {
   epochs: 20, batch_size: 32, optimizer: "adam", learning_rate: 0.001, seed: 0, loop: "fit",
   shuffle: true, weight_decay: 0,
 };
+const DATASET_FIELDS = [
+  "validation_split", "test_split", "train_fraction", "label_noise", "n_samples", "noise",
+];
 const DATASET_DEFAULTS = { validation_split: 0.2, test_split: 0.2, train_fraction: 1, label_noise: 0 };
 
 // --- building the form -----------------------------------------------------------------
@@ -136,7 +146,9 @@ function add(container, label, control, options) {
 
 // Run
 const runFields = form.querySelector("#run-fields");
-const nameInput = el("input", { type: "text", name: "name", maxlength: "200", autocomplete: "off", required: true });
+const nameInput = el("input", {
+  type: "text", name: "name", maxlength: "200", autocomplete: "off", required: true,
+});
 ruleOf.set(nameInput, RULES.name);
 add(runFields, "Name", nameInput, { className: "span-2" });
 const notesInput = el("textarea", { name: "notes", rows: "2", maxlength: "10000" });
@@ -155,8 +167,9 @@ add(datasetFields, "Train fraction", numberInput("dataset.train_fraction", RULES
 add(datasetFields, "Label noise", numberInput("dataset.label_noise", RULES.label_noise), {
   hint: "Share of training labels corrupted",
 });
-add(datasetFields, "Samples", numberInput("dataset.n_samples", RULES.n_samples), { hint: "Blank: the default" });
-add(datasetFields, "Noise", numberInput("dataset.noise", RULES.noise), { hint: "Blank: the default" });
+const blankHint = { hint: "Blank: the default" };
+add(datasetFields, "Samples", numberInput("dataset.n_samples", RULES.n_samples), blankHint);
+add(datasetFields, "Noise", numberInput("dataset.noise", RULES.noise), blankHint);
 
 function updateDataset() {
   const info = DATASETS[datasetSelect.value];
@@ -172,7 +185,7 @@ datasetSelect.addEventListener("change", updateDataset);
 
 // A regularizer: a kind select and the strength inputs that kind reads. `prefix` is the
 // spec path, e.g. `training.global_regularizer`; in layer rows names are set by renumber().
-function regularizerEditor(prefix, { labels }) {
+function regularizerEditor(prefix, { label }) {
   const kind = selectInput(`${prefix}.kind`, [["none"], ["l1"], ["l2"], ["l1l2", "l1 + l2"], ["smoothness"]]);
   kind.dataset.key = "regularizer.kind";
   const strengths = {};
@@ -182,17 +195,16 @@ function regularizerEditor(prefix, { labels }) {
     input.dataset.key = `regularizer.${key}`;
     input.placeholder = String(DEFAULT_STRENGTH);
     strengths[key] = input;
-    fields[key] = field(labels ? `${STRENGTH_LABELS[key]} strength` : STRENGTH_LABELS[key], input);
+    const short = STRENGTH_LABELS[key];
+    fields[key] = field(label ? `${short[0].toUpperCase()}${short.slice(1)} strength` : short, input);
   }
   const none = el("span", { class: "muted none" }, "–");
+  const editor = { kind, strengths, fields, none, onUpdate: null };
   function update() {
     const wanted = KIND_FIELDS[kind.value] ?? [];
     for (const key of Object.keys(strengths)) applies(strengths[key], wanted.includes(key));
     none.hidden = wanted.length > 0;
-    if (!labels) {
-      // In the table a lone strength needs no label; l1 + l2 does.
-      for (const key of Object.keys(fields)) fields[key].querySelector(".label").hidden = wanted.length < 2;
-    }
+    editor.onUpdate?.();
   }
   kind.addEventListener("change", update);
   function fill(spec) {
@@ -206,7 +218,7 @@ function regularizerEditor(prefix, { labels }) {
     for (const key of KIND_FIELDS[kind.value]) spec[key] = check(strengths[key]);
     return spec;
   }
-  return { kind, strengths, fields, none, update, fill, read };
+  return Object.assign(editor, { update, fill, read });
 }
 
 // Training
@@ -216,11 +228,8 @@ add(trainingFields, "Batch size", numberInput("training.batch_size", RULES.batch
 add(trainingFields, "Optimizer", selectInput("training.optimizer", OPTIMIZERS.map((name) => [name])));
 add(trainingFields, "Learning rate", numberInput("training.learning_rate", RULES.learning_rate));
 add(trainingFields, "Seed", numberInput("training.seed", RULES.seed));
-const loopSelect = selectInput("training.loop", [
-  ["fit", "fit (Keras model.fit)"],
-  ["custom", "custom (GradientTape)"],
-]);
-add(trainingFields, "Training loop", loopSelect);
+const loopSelect = selectInput("training.loop", [["fit"], ["custom"]]);
+add(trainingFields, "Training loop", loopSelect, { hint: "custom: a GradientTape loop" });
 add(trainingFields, "Weight decay", numberInput("training.weight_decay", RULES.weight_decay), {
   hint: "Decoupled, in the optimizer",
 });
@@ -230,7 +239,7 @@ add(trainingFields, null, shuffleInput, { className: "check" }).append(
 );
 
 const globalFields = form.querySelector("#global-fields");
-const globalRegularizer = regularizerEditor("training.global_regularizer", { labels: true });
+const globalRegularizer = regularizerEditor("training.global_regularizer", { label: true });
 for (const control of [globalRegularizer.kind, ...Object.values(globalRegularizer.strengths)]) {
   delete control.dataset.key;
 }
@@ -272,14 +281,13 @@ function createLayerRow() {
   };
   c.kernel_size.placeholder = "3";
   c.pool_size.placeholder = "none";
-  const regularizer = regularizerEditor("", { labels: false });
+  const regularizer = regularizerEditor("", { label: false });
   const sizeFields = {
     units: field("units", c.units),
     filters: field("filters", c.filters),
     kernel_size: field("kernel", c.kernel_size),
     pool_size: field("pool", c.pool_size),
   };
-  sizeFields.units.querySelector(".label").hidden = true;
   const remove = el("button", { type: "button", class: "small danger remove" }, "Remove");
   const rowError = el("span", { class: "row-error-text", "aria-live": "polite" });
   const note = el("span", { class: "row-note-text" });
@@ -290,14 +298,14 @@ function createLayerRow() {
     el(
       "tr",
       { class: "layer" },
-      el("td", { class: "index" }),
-      el("td", {}, field(null, c.type)),
+      el("td", { class: "index plain" }),
+      el("td", { class: "plain" }, field(null, c.type)),
       el("td", {}, el("div", { class: "cell-fields" }, Object.values(sizeFields))),
-      el("td", {}, field(null, c.activation)),
-      el("td", {}, field(null, regularizer.kind)),
+      el("td", { class: "plain" }, field(null, c.activation)),
+      el("td", { class: "plain" }, field(null, regularizer.kind)),
       el("td", {}, el("div", { class: "cell-fields" }, Object.values(regularizer.fields), regularizer.none)),
-      el("td", {}, field(null, c.dropout)),
-      el("td", { class: "actions" }, remove),
+      el("td", { class: "plain" }, field(null, c.dropout)),
+      el("td", { class: "actions plain" }, remove),
     ),
     el("tr", { class: "row-note", hidden: true }, el("td"), el("td", { colSpan: 7 }, note, " ", dropExtras)),
     el("tr", { class: "row-error", hidden: true }, el("td"), el("td", { colSpan: 7 }, rowError)),
@@ -305,10 +313,19 @@ function createLayerRow() {
   const row = { group, controls: c, regularizer, rowError, note, extras: {} };
   layerRows.set(group, row);
 
+  // A cell with two or more inputs labels them; then the whole row shows its small labels
+  // so that its inputs line up.
+  function updateLabels() {
+    const labelled = c.type.value !== "dense" || regularizer.kind.value === "l1l2";
+    group.querySelector("tr.layer").classList.toggle("labelled", labelled);
+    for (const label of group.querySelectorAll("tr.layer .label")) label.hidden = !labelled;
+  }
+  regularizer.onUpdate = updateLabels;
   function updateType() {
     const dense = c.type.value === "dense";
     applies(c.units, dense);
     for (const key of ["filters", "kernel_size", "pool_size"]) applies(c[key], !dense);
+    updateLabels();
   }
   row.updateType = updateType;
   c.type.addEventListener("change", updateType);
@@ -366,7 +383,8 @@ function renumber() {
     group.querySelector(".index").textContent = String(index + 1);
     for (const control of group.querySelectorAll("[data-key]")) {
       control.name = `model.layers.${index}.${control.dataset.key}`;
-      control.setAttribute("aria-label", `Layer ${index + 1} ${control.dataset.key.replace("regularizer.", "regularizer ")}`);
+      const what = control.dataset.key.replace("regularizer.", "regularizer ");
+      control.setAttribute("aria-label", `Layer ${index + 1} ${what}`);
     }
     row.rowError.dataset.errorFor = `model.layers.${index}`;
     const remove = group.querySelector("button.remove");
@@ -383,7 +401,9 @@ addLayerButton.addEventListener("click", () => {
   // A new row copies the last one's settings (not its cloned-run extras).
   for (const [key, control] of Object.entries(last.controls)) setValue(row.controls[key], control.value);
   row.regularizer.kind.value = last.regularizer.kind.value;
-  for (const [key, input] of Object.entries(last.regularizer.strengths)) setValue(row.regularizer.strengths[key], input.value);
+  for (const [key, input] of Object.entries(last.regularizer.strengths)) {
+    setValue(row.regularizer.strengths[key], input.value);
+  }
   row.regularizer.update();
   row.updateType();
   layersTable.append(row.group);
@@ -430,7 +450,7 @@ function readForm() {
     return value;
   };
   const dataset = { name: datasetSelect.value };
-  for (const key of ["validation_split", "test_split", "train_fraction", "label_noise", "n_samples", "noise"]) {
+  for (const key of DATASET_FIELDS) {
     const control = controls[`dataset.${key}`];
     if (!control.disabled) dataset[key] = read(control);
   }
@@ -464,7 +484,7 @@ function fill(spec) {
   setValue(notesInput, spec.notes);
   const dataset = { ...DATASET_DEFAULTS, ...spec.dataset };
   setValue(datasetSelect, dataset.name);
-  for (const key of ["validation_split", "test_split", "train_fraction", "label_noise", "n_samples", "noise"]) {
+  for (const key of DATASET_FIELDS) {
     setValue(controls[`dataset.${key}`], dataset[key]);
   }
   updateDataset();
@@ -530,7 +550,6 @@ function describePath(path) {
 function showErrors(errors, { fromServer }) {
   clearErrors();
   const unplaced = [];
-  let first = null;
   for (const [field, message] of Object.entries(errors)) {
     // Model-level messages name their layer up front: "model.layers.0: conv2d needs …".
     const prefixed = field === "" ? /^(model\.layers\.\d+): ([\s\S]*)$/.exec(message) : null;
@@ -542,7 +561,6 @@ function showErrors(errors, { fromServer }) {
       wrapper.classList.add("invalid");
       wrapper.querySelector(".field-error").textContent = text;
       control.setAttribute("aria-invalid", "true");
-      first ??= control;
       continue;
     }
     unplaced.push(path ? `${describePath(path)}: ${text}` : text);
@@ -555,9 +573,11 @@ function showErrors(errors, { fromServer }) {
   }
   const placed = Object.keys(errors).length - unplaced.length;
   const lines = [...unplaced];
-  if (placed > 0) lines.push(placed === 1 ? "One field below needs a change." : `${placed} fields below need a change.`);
+  if (placed === 1) lines.push("One field below needs a change.");
+  else if (placed > 1) lines.push(`${placed} fields below need a change.`);
   const title = fromServer ? "The server did not accept this experiment" : "Nothing was sent: check the form";
   showFormError(title, lines);
+  const first = form.querySelector('[aria-invalid="true"]'); // the first in page order
   if (first) first.focus();
   else formError.scrollIntoView({ block: "nearest" });
 }
@@ -624,12 +644,16 @@ function showClassic() {
   fill(CLASSIC);
 }
 
+let loading = 0; // bumped by the reset link, so that a clone arriving late is dropped
+
 async function loadClone(id) {
+  const mine = ++loading;
   setSending(true, "Loading…");
   submitNote.textContent = `Loading run #${id}…`;
   try {
     if (!/^\d+$/.test(id)) throw new Error("not a run id");
     const run = await api(`/api/experiments/${encodeURIComponent(id)}`);
+    if (mine !== loading) return;
     const name = `${run.spec.name.slice(0, RULES.name.maxLength - 8)} (clone)`;
     fill({ ...run.spec, name });
     title.textContent = `Clone of run #${run.id}`;
@@ -639,16 +663,24 @@ async function loadClone(id) {
       ". Change one knob and queue it again.",
     );
   } catch (error) {
+    if (mine !== loading) return;
     const reason = error instanceof ApiError && error.status === 404 ? "no such run" : error.message;
     showFormError(`Could not load run #${id} to clone`, [`${reason}. The form shows the classic instead.`]);
   } finally {
-    submitNote.textContent = "";
-    setSending(false);
+    if (mine === loading) {
+      submitNote.textContent = "";
+      setSending(false);
+    }
   }
 }
 
 document.querySelector("#reset").addEventListener("click", (event) => {
   event.preventDefault();
+  if (submitNote.textContent) {
+    loading += 1; // a clone still loading
+    submitNote.textContent = "";
+    setSending(false);
+  }
   history.replaceState(null, "", "/new");
   showClassic();
   nameInput.focus();
