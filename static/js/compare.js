@@ -121,7 +121,15 @@ function buildCharts() {
       charts.push({ chart, metrics: overlay.metrics, runs: runs.map((run) => run.id) });
     }
   }
-  for (const { chart } of charts) chart.draw();
+  drawInTurn(charts.map(({ chart }) => chart));
+}
+
+// Draw the charts one per frame, so the first is on screen before the others are built.
+function drawInTurn(pending) {
+  const [chart, ...rest] = pending;
+  if (!chart) return;
+  chart.draw();
+  if (rest.length) requestAnimationFrame(() => setTimeout(() => drawInTurn(rest), 0));
 }
 
 function onMetrics(run, { epoch, values }) {
@@ -208,9 +216,13 @@ async function start() {
     return;
   }
   const wanted = ids.join(",");
+  const early = window.reglabPrefetch?.ids === wanted ? window.reglabPrefetch : null;
   const [list, metrics] = await Promise.all([
-    api(`/api/experiments?ids=${wanted}&limit=100`),
-    api(`/api/metrics?ids=${wanted}`),
+    early?.runs.catch(() => null) ?? null,
+    early?.metrics.catch(() => null) ?? null,
+  ]).then(async ([runs, series]) => [
+    runs ?? (await api(`/api/experiments?ids=${wanted}&limit=100`)),
+    series ?? (await api(`/api/metrics?ids=${wanted}`)),
   ]);
   const byId = new Map(list.items.map((run) => [run.id, run]));
   runs = ids.filter((id) => byId.has(id)).map((id) => byId.get(id));
