@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -43,7 +44,8 @@ REFERENCE_HOLD_MS = {"MLflow 3.17 Keras callback": 0.9, "TensorBoard callback": 
 
 
 def seed_spec(epochs: int | None = None, name: str | None = None) -> dict[str, Any]:
-    """The seed's MLP: digits, Dense 64/32, L2 0.01, dropout 0.5 (examples/l2-dropout-digits.json)."""
+    """The seed's MLP (examples/l2-dropout-digits.json): digits, Dense 64/32, L2 0.01,
+    dropout 0.5."""
     spec = json.loads(EXAMPLE_SPEC.read_text())
     if epochs is not None:
         spec["training"]["epochs"] = epochs
@@ -57,10 +59,24 @@ def tiny_spec(epochs: int = 3, name: str = "bench-tiny", batch_size: int = 64) -
     return {
         "name": name,
         "dataset": {"name": "moons", "n_samples": 300},
-        "model": {"layers": [{"type": "dense", "units": 16, "activation": "relu",
-                              "regularizer": {"kind": "l2", "l2": 0.001}}]},
-        "training": {"epochs": epochs, "batch_size": batch_size, "optimizer": "adam",
-                     "learning_rate": 0.01, "seed": 0, "loop": "fit"},
+        "model": {
+            "layers": [
+                {
+                    "type": "dense",
+                    "units": 16,
+                    "activation": "relu",
+                    "regularizer": {"kind": "l2", "l2": 0.001},
+                }
+            ]
+        },
+        "training": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "optimizer": "adam",
+            "learning_rate": 0.01,
+            "seed": 0,
+            "loop": "fit",
+        },
     }
 
 
@@ -120,6 +136,18 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores, {model}{memory}"
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loadavg() -> str:
+    """The 1-, 5- and 15-minute load averages (other tenants' work shows here)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
 # --- a real server ----------------------------------------------------------------------
 
 
@@ -131,7 +159,6 @@ def free_port() -> int:
 
 def quiet_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    env.setdefault("PYTHONPATH", str(ROOT))
     env.update(extra)
     return env
 
@@ -145,6 +172,7 @@ class Server:
     """
 
     env: dict[str, str] = field(default_factory=dict)
+    root: Path = ROOT  # the checkout whose app/ is served (another one to compare a patch)
     startup_timeout: float = 60.0
     keep_dir: bool = False
     port: int = 0
@@ -173,7 +201,7 @@ class Server:
         self._log = (self.folder / "server.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
-            cwd=ROOT,
+            cwd=self.root,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -200,6 +228,21 @@ class Server:
         with contextlib.suppress(OSError):
             return "\n".join((self.folder / "server.log").read_text().splitlines()[-lines:])
         return ""
+
+    def error_summary(self, limit: int = 8) -> str:
+        """The distinct exception lines of the server's log, with counts."""
+        if self.folder is None:
+            return ""
+        counts: dict[str, int] = {}
+        with contextlib.suppress(OSError):
+            for text_line in (self.folder / "server.log").read_text().splitlines():
+                if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout)\b.*:", text_line) or (
+                    " 500 Internal Server Error" in text_line
+                ):
+                    key = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:*", text_line)[:220]
+                    counts[key] = counts.get(key, 0) + 1
+        rows = sorted(counts.items(), key=lambda item: -item[1])[:limit]
+        return "\n".join(f"  {count:5d} x {text}" for text, count in rows)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -235,7 +278,9 @@ def running_server(**env: str) -> Iterator[Server]:
         server.stop()
 
 
-def claim_run(worker_url: str, spec: dict[str, Any], *, worker_id: str = "bench") -> tuple[int, str]:
+def claim_run(
+    worker_url: str, spec: dict[str, Any], *, worker_id: str = "bench"
+) -> tuple[int, str]:
     """Submit `spec` and claim it as a worker would: (experiment id, lease token).
 
     The claim takes the oldest queued run, so call this only while nothing else is queued.

@@ -1,14 +1,16 @@
 """What streaming every epoch to a reglab server costs a training run.
 
 Trains the seed's MLP (examples/l2-dropout-digits.json: digits, Dense 64/32 with L2 0.01
-and dropout 0.5) on the same splits two ways, alternating in rounds (A then B, then B
-then A, so that drift on this shared machine falls on both):
+and dropout 0.5) on the same splits in three ways, in rounds whose order rotates and
+reverses (so that drift on this shared machine falls on all):
 
   A  plain `model.fit` on a model from `worker.builders.build_model(spec)` and the splits
      of `worker.datasets.load_dataset`, with no callback but a tiny epoch clock;
   B  the worker's training path, `worker.training.train(spec, [StreamingCallback(sender),
      clock])`, whose `MetricSender` uploads every epoch to a real reglab server running as
-     a subprocess (the run is submitted and claimed first, so the uploads are accepted).
+     a subprocess (the run is submitted and claimed first, so the uploads are accepted);
+  C  (diagnostic, `--no-diagnose` leaves it out) B's path and callback with uploads that
+     go nowhere: B - C is the network and the server, C - A the path and the callback.
 
 An epoch's time is the interval between two successive epoch ends (so it includes every
 callback); each round's first epoch (graph tracing) is dropped. Printed:
@@ -23,7 +25,7 @@ For reference, the peers' callbacks measured earlier on this machine (quoted fro
 /work/shared/DESIGN.md, not re-measured here): MLflow 3.17 Keras callback 0.9 ms,
 TensorBoard 13.5 ms per epoch.
 
-    .venv/bin/python bench/train_overhead.py --rounds 6 --epochs 20
+    .venv/bin/python bench/train_overhead.py --rounds 10 --epochs 20
 """
 
 from __future__ import annotations
@@ -32,21 +34,24 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import (  # noqa: E402
+from bench._common import (
     REFERENCE_HOLD_MS,
     Server,
     claim_run,
     fmt_ms,
+    loadavg,
     machine,
     median,
     percentile,
     print_table,
+    process_cpu,
     seed_spec,
 )
 
@@ -103,7 +108,34 @@ def run_plain(spec_dict: dict[str, Any]) -> list[float]:
     return clock.epochs
 
 
-def run_streamed(url: str, spec_dict: dict[str, Any]) -> tuple[list[float], list[float], Any]:
+@dataclass
+class Costs:
+    """CPU spent per run outside the training thread (seconds, summed over epochs)."""
+
+    server_cpu: float = 0.0  # the server process
+    upload_cpu: float = 0.0  # the sender thread inside `upload` (HTTP + JSON)
+    upload_wall: list[float] = field(default_factory=list)
+
+
+def run_local(spec_dict: dict[str, Any]) -> list[float]:
+    """C (diagnostic): B's path and callback, but the sender's uploads go nowhere."""
+    import keras
+
+    from app.spec import ExperimentSpec
+    from worker.streaming import MetricSender, StreamingCallback
+    from worker.training import train
+
+    keras.backend.clear_session()
+    sender = MetricSender(upload=lambda points: None).start()
+    clock = make_clock()
+    train(ExperimentSpec.model_validate(spec_dict), [StreamingCallback(sender), clock])
+    sender.close(timeout=60)
+    return clock.epochs
+
+
+def run_streamed(
+    server: Server, spec_dict: dict[str, Any], costs: Costs
+) -> tuple[list[float], list[float], Any]:
     """B: worker.training.train with the streaming callback uploading to the server."""
     import keras
 
@@ -112,18 +144,29 @@ def run_streamed(url: str, spec_dict: dict[str, Any]) -> tuple[list[float], list
     from worker.streaming import MetricSender, StreamingCallback
     from worker.training import train
 
+    url = server.url
     keras.backend.clear_session()
     experiment_id, token = claim_run(url, spec_dict)
     client = WorkerClient(url)
+
+    def upload(points: list[dict[str, Any]]) -> object:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return client.upload_metrics(experiment_id, token, points)
+        finally:
+            costs.upload_cpu += time.thread_time() - cpu
+            costs.upload_wall.append(time.perf_counter() - wall)
+
+    assert server.process is not None
     try:
-        sender = MetricSender(
-            upload=lambda points: client.upload_metrics(experiment_id, token, points)
-        ).start()
+        sender = MetricSender(upload=upload).start()
         streaming = StreamingCallback(sender)
         clock = make_clock()
+        server_cpu = process_cpu(server.process.pid)
         result = train(ExperimentSpec.model_validate(spec_dict), [streaming, clock])
         if not sender.close(timeout=60):
             raise RuntimeError(f"experiment {experiment_id}: not every epoch was stored")
+        costs.server_cpu += process_cpu(server.process.pid) - server_cpu
         client.finish(experiment_id, token, status="succeeded", best_epoch=result.best_epoch)
     finally:
         client.close()
@@ -138,13 +181,14 @@ def run_streamed(url: str, spec_dict: dict[str, Any]) -> tuple[list[float], list
 
 
 def statistics_cost(model: Any, repeats: int = 200) -> float:
-    """Median seconds of `layer_statistics` on the model's kernels (the sender's work)."""
+    """Median seconds of `layer_statistics` on the model's kernels as backend tensors (the
+    sender thread's work per epoch, copying them to the host included)."""
     import keras
 
     from worker.streaming import layer_statistics
 
     kernels = [
-        (layer.name, keras.ops.convert_to_numpy(layer.kernel))
+        (layer.name, keras.ops.convert_to_tensor(layer.kernel))
         for layer in model.layers
         if getattr(layer, "kernel", None) is not None
     ]
@@ -158,97 +202,177 @@ def statistics_cost(model: Any, repeats: int = 200) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=6, help="A/B rounds (default 6)")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds (default 10)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs per run (default 20)")
     parser.add_argument(
         "--warmup-epochs", type=int, default=3, help="untimed A and B run first (0: none)"
     )
+    parser.add_argument(
+        "--no-diagnose",
+        action="store_true",
+        help="leave out C (B's path and callback with uploads that go nowhere)",
+    )
     args = parser.parse_args()
+    variants = ("A", "B") if args.no_diagnose else ("A", "B", "C")
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; {loadavg()}")
     print(f"{args.rounds} rounds x {args.epochs} epochs of the seed's MLP; first epoch dropped")
     import keras
     import tensorflow as tf
 
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, backend {keras.backend.backend()}")
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, backend {keras.backend.backend()}"
+    )
 
-    plain_rounds: list[list[float]] = []
-    streamed_rounds: list[list[float]] = []
+    times: dict[str, list[list[float]]] = {name: [] for name in variants}
     holds: list[float] = []
     first_holds: list[float] = []
+    costs = Costs()
     last_model = None
     # Lease long enough that this benchmark needs no heartbeats.
     with Server(env={"REGLAB_LEASE_SECONDS": "3600"}) as server:
         print(f"server: {server.url} (pid {server.process.pid if server.process else '?'})")
         if args.warmup_epochs:
             run_plain(seed_spec(args.warmup_epochs, "bench-warmup"))
-            run_streamed(server.url, seed_spec(args.warmup_epochs, "bench-warmup"))
+            run_streamed(server, seed_spec(args.warmup_epochs, "bench-warmup"), Costs())
         for index in range(args.rounds):
-            order = ("A", "B") if index % 2 == 0 else ("B", "A")
+            # Rotate the order, and reverse it every other round, so drift falls on all.
+            order = variants[index % len(variants) :] + variants[: index % len(variants)]
+            if index % 2:
+                order = order[::-1]
             for which in order:
                 spec = seed_spec(args.epochs, f"bench-overhead-{index}-{which}")
                 if which == "A":
-                    plain_rounds.append(run_plain(spec)[1:])
+                    times["A"].append(run_plain(spec)[1:])
+                elif which == "C":
+                    times["C"].append(run_local(spec)[1:])
                 else:
-                    epochs, hold, last_model = run_streamed(server.url, spec)
-                    streamed_rounds.append(epochs[1:])
+                    epochs, hold, last_model = run_streamed(server, spec, costs)
+                    times["B"].append(epochs[1:])
                     holds.extend(hold[1:])
                     first_holds.append(hold[0])
-            a, b = median(plain_rounds[-1]), median(streamed_rounds[-1])
+            line = "  ".join(f"{name} {median(times[name][-1]) * 1000:.1f} ms" for name in variants)
+            a = median(times["A"][-1])
+            ratios_now = "  ".join(
+                f"{name}/A {median(times[name][-1]) / a:.3f}" for name in variants[1:]
+            )
             print(
-                f"round {index + 1}/{args.rounds} ({''.join(order)}): "
-                f"A {a * 1000:.1f} ms  B {b * 1000:.1f} ms  B/A {b / a:.3f}",
+                f"round {index + 1}/{args.rounds} ({''.join(order)}): {line}  {ratios_now}",
                 flush=True,
             )
 
-    ratios = [median(b) / median(a) for a, b in zip(plain_rounds, streamed_rounds, strict=True)]
-    paired = [
-        bi / ai
-        for a, b in zip(plain_rounds, streamed_rounds, strict=True)
-        for ai, bi in zip(a, b, strict=True)
-    ]
-    all_a = [t for r in plain_rounds for t in r]
-    all_b = [t for r in streamed_rounds for t in r]
+    def round_ratios(name: str) -> list[float]:
+        return [median(x) / median(a) for a, x in zip(times["A"], times[name], strict=True)]
+
+    def paired(name: str) -> list[float]:
+        return [
+            xi / ai
+            for a, x in zip(times["A"], times[name], strict=True)
+            for ai, xi in zip(a, x, strict=True)
+        ]
+
+    pooled = {name: [t for r in times[name] for t in r] for name in variants}
+    ratios = round_ratios("B")
     ratio = median(ratios)
     hold_median, hold_p99 = median(holds), percentile(holds, 99)
     stats_seconds = statistics_cost(last_model) if last_model is not None else float("nan")
-
+    timed_epochs = len(pooled["B"])
+    # Every epoch of B, the warm-up excluded, is in `costs` (the first epochs too).
+    uploaded_epochs = args.rounds * args.epochs
+    labels = {
+        "A": "A plain fit",
+        "B": "B worker path + streaming to the server",
+        "C": "C worker path + streaming, no-op upload",
+    }
     print_table(
         "Epoch times (each round's first epoch dropped)",
-        ["", "A plain fit", "B worker path + streaming", "B/A"],
+        ["", "median", "p90", "epochs", "median/A", "median of per-round ratios to A"],
         [
-            ["median", fmt_ms(median(all_a), 1), fmt_ms(median(all_b), 1),
-             f"{median(all_b) / median(all_a):.3f}"],
-            ["p90", fmt_ms(percentile(all_a, 90), 1), fmt_ms(percentile(all_b, 90), 1), ""],
-            ["epochs timed", len(all_a), len(all_b), ""],
+            [
+                labels[name],
+                fmt_ms(median(pooled[name]), 1),
+                fmt_ms(percentile(pooled[name], 90), 1),
+                len(pooled[name]),
+                f"{median(pooled[name]) / median(pooled['A']):.3f}",
+                "" if name == "A" else f"{median(round_ratios(name)):.3f}",
+            ]
+            for name in variants
         ],
     )
-    verdict_ratio = "met" if ratio <= TARGET_RATIO else "MISSED"
-    verdict_hold = "met" if hold_p99 <= TARGET_HOLD_S else "MISSED"
-    print_table(
-        "Results",
-        ["figure", "measured", "target", ""],
+    rows = [
         [
-            ["(a) epoch time B/A, median of per-round ratios", f"{ratio:.3f}",
-             f"<= {TARGET_RATIO}", verdict_ratio],
-            ["    per-round ratios", " ".join(f"{r:.3f}" for r in ratios), "", ""],
-            ["    median of paired epoch ratios", f"{median(paired):.3f}", "", ""],
-            ["(b) callback hold per epoch, median", fmt_ms(hold_median, 3),
-             f"<= {TARGET_HOLD_S * 1000:.1f} ms",
-             "met" if hold_median <= TARGET_HOLD_S else "MISSED"],
-            ["(b) callback hold per epoch, p99", fmt_ms(hold_p99, 3),
-             f"<= {TARGET_HOLD_S * 1000:.1f} ms", verdict_hold],
-            ["    hold max / first epoch median", f"{fmt_ms(max(holds), 3)} / "
-             f"{fmt_ms(median(first_holds), 3)}", "", ""],
-            ["    per-layer statistics (sender thread)", fmt_ms(stats_seconds, 3),
-             "off the training thread", ""],
-            *[
-                [f"    reference: {name}", f"{value} ms", "DESIGN.md, earlier", ""]
-                for name, value in REFERENCE_HOLD_MS.items()
-            ],
+            "(a) epoch time B/A, median of per-round ratios",
+            f"{ratio:.3f}",
+            f"<= {TARGET_RATIO}",
+            "met" if ratio <= TARGET_RATIO else "MISSED",
         ],
+        ["    per-round ratios B/A", " ".join(f"{r:.3f}" for r in ratios), "", ""],
+        [
+            "    per-round ratios B/A, interquartile range",
+            f"{percentile(ratios, 25):.3f} .. {percentile(ratios, 75):.3f}",
+            "",
+            "",
+        ],
+        ["    median of paired epoch ratios B/A", f"{median(paired('B')):.3f}", "", ""],
+    ]
+    if "C" in variants:
+        rows.append(
+            [
+                "    C/A (the same path, no network or server)",
+                f"{median(round_ratios('C')):.3f}",
+                "",
+                "",
+            ]
+        )
+    rows += [
+        [
+            "(b) callback hold per epoch, median",
+            fmt_ms(hold_median, 3),
+            f"<= {TARGET_HOLD_S * 1000:.1f} ms",
+            "met" if hold_median <= TARGET_HOLD_S else "MISSED",
+        ],
+        [
+            "(b) callback hold per epoch, p99",
+            fmt_ms(hold_p99, 3),
+            f"<= {TARGET_HOLD_S * 1000:.1f} ms",
+            "met" if hold_p99 <= TARGET_HOLD_S else "MISSED",
+        ],
+        [
+            "    hold max / first epoch median",
+            f"{fmt_ms(max(holds), 3)} / {fmt_ms(median(first_holds), 3)}",
+            "",
+            "",
+        ],
+        [
+            "    per-layer statistics + host copy (sender)",
+            fmt_ms(stats_seconds, 3),
+            "off the training thread",
+            "",
+        ],
+        [
+            "    server CPU per epoch (its process)",
+            fmt_ms(costs.server_cpu / uploaded_epochs, 2),
+            "competes for the 2 cores",
+            "",
+        ],
+        [
+            "    sender CPU per epoch in upload (HTTP+JSON)",
+            fmt_ms(costs.upload_cpu / uploaded_epochs, 2),
+            "",
+            "",
+        ],
+        ["    upload round trip, median", fmt_ms(median(costs.upload_wall), 2), "", ""],
+        *[
+            [f"    reference: {name}", f"{value} ms", "DESIGN.md, earlier", ""]
+            for name, value in REFERENCE_HOLD_MS.items()
+        ],
+    ]
+    print_table("Results", ["figure", "measured", "target", ""], rows)
+    print(f"at the end: {loadavg()}")
+    print(
+        f"hold samples: {len(holds)}, epoch samples per variant: {timed_epochs} "
+        f"({args.rounds} rounds x {args.epochs - 1} epochs)"
     )
-    print(f"hold samples: {len(holds)} ({args.rounds} rounds x {args.epochs - 1} epochs)")
 
 
 if __name__ == "__main__":
