@@ -73,7 +73,8 @@ class Broker:
         for subscriptions in list(self._subscribers.values()):
             for subscription in subscriptions:
                 subscription.overflowed = True
-                subscription.queue.put_nowait(OVERFLOW) if not subscription.queue.full() else None
+                if not subscription.queue.full():
+                    subscription.queue.put_nowait(OVERFLOW)
         self._subscribers.clear()
 
     def subscribe(self, experiment_id: int) -> Subscription:

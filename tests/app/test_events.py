@@ -30,6 +30,21 @@ def finish_run(url: str, run_id: int, token: str, epochs: int) -> None:
     worker.finish(run_id, token, status="succeeded")
 
 
+def follow_live(url: str, run_id: int) -> tuple[threading.Thread, list[ServerEvent]]:
+    """Follow a run's stream in a thread; returns once the replay (queued, running) is in
+    and the stream is live."""
+    received: list[ServerEvent] = []
+
+    def follow() -> None:
+        with ReglabClient(url) as client:
+            received.extend(client.events(run_id, reconnect=False))
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    wait_for(lambda: len(received) >= 2)
+    return reader, received
+
+
 def test_a_finished_run_replays_in_order_and_the_stream_ends(live_server: str) -> None:
     run_id, token = start_run(live_server)
     finish_run(live_server, run_id, token, epochs=5)
@@ -48,15 +63,7 @@ def test_a_finished_run_replays_in_order_and_the_stream_ends(live_server: str) -
 
 def test_live_points_arrive_once_each_in_order(live_server: str) -> None:
     run_id, token = start_run(live_server)
-    received: list[ServerEvent] = []
-
-    def follow() -> None:
-        with ReglabClient(live_server) as client:
-            received.extend(client.events(run_id, reconnect=False))
-
-    reader = threading.Thread(target=follow)
-    reader.start()
-    wait_for(lambda: len(received) >= 2)  # queued + running replayed: now it is live
+    reader, received = follow_live(live_server, run_id)
     worker = WorkerClient(live_server)
     for epoch in range(20):
         worker.upload_metrics(run_id, token, [{"epoch": epoch, "values": {"loss": float(epoch)}}])
@@ -106,15 +113,7 @@ def test_stream_headers(live_server: str) -> None:
 
 def test_cancel_ends_an_open_stream(live_server: str) -> None:
     run_id, _ = start_run(live_server)
-    received: list[ServerEvent] = []
-
-    def follow() -> None:
-        with ReglabClient(live_server) as client:
-            received.extend(client.events(run_id, reconnect=False))
-
-    reader = threading.Thread(target=follow)
-    reader.start()
-    wait_for(lambda: len(received) >= 2)
+    reader, received = follow_live(live_server, run_id)
     with ReglabClient(live_server) as client:
         client.cancel(run_id)
     reader.join(10)
