@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from app.client import ReglabClient, ReglabError
-from app.settings import get_settings
+from app.settings import get_settings, is_loopback
 
 cli = typer.Typer(
     help="reglab: a self-hosted lab for regularizing neural networks.",
@@ -81,6 +81,19 @@ def _uvicorn_config(host: str, port: int) -> Any:
     return config
 
 
+def _refuse_open_bind(host: str) -> None:
+    """Without an access token the server trusts everyone who reaches it: loopback only."""
+    if not is_loopback(host) and get_settings().token is None:
+        err.print(
+            f"[red]refusing to listen on {host} without an access token.[/red] Anyone who "
+            "reaches this address could run and delete experiments. Set one, e.g.\n"
+            "  export REGLAB_TOKEN=$(openssl rand -hex 24)\n"
+            "  export REGLAB_WORKER_TOKEN=$(openssl rand -hex 24)\n"
+            "and give REGLAB_WORKER_TOKEN to your workers (see README, Running it for a team)."
+        )
+        raise typer.Exit(2)
+
+
 def _migrate() -> None:
     from app.migrate import upgrade
 
@@ -95,6 +108,7 @@ def serve(
     """Apply the migrations, then serve the API and the dashboard."""
     import uvicorn
 
+    _refuse_open_bind(host)
     _migrate()
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it is done
         uvicorn.Server(_uvicorn_config(host, port)).run()
@@ -136,6 +150,7 @@ def up(
     """Serve and run one worker beside the server (what `make run` starts)."""
     import uvicorn
 
+    _refuse_open_bind(host)
     _migrate()
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     worker_process: list[subprocess.Popen[bytes]] = []

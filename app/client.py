@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
+
+from app.settings import get_settings
 
 
 class ReglabError(Exception):
@@ -40,6 +43,14 @@ class ServerEvent:
     data: dict[str, Any]
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _raise_for(response: httpx.Response) -> None:
     if response.is_success:
         return
@@ -58,11 +69,16 @@ class ReglabClient:
         self,
         base_url: str = "http://127.0.0.1:8000",
         *,
+        token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`token`: the server's access token; by default `REGLAB_TOKEN` if set."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        token = token if token is not None else _secret(get_settings().token)
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=_auth(token)
+        )
 
     def __enter__(self) -> ReglabClient:
         return self
@@ -189,10 +205,22 @@ class WorkerClient:
     """The calls a worker makes about the runs it holds (lease token on each)."""
 
     def __init__(
-        self, base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`token`: by default `REGLAB_WORKER_TOKEN`, else `REGLAB_TOKEN`, if set."""
+        if token is None:
+            settings = get_settings()
+            token = _secret(settings.worker_token) or _secret(settings.token)
         self._http = httpx.Client(
-            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+            headers=_auth(token),
         )
 
     def close(self) -> None:

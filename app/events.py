@@ -60,6 +60,7 @@ class Broker:
         self.queue_size = queue_size
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribers: dict[int, set[Subscription]] = defaultdict(set)
+        self._subscriber_count = 0  # read from other threads (health), so kept apart
         self._queue_changed: asyncio.Event | None = None
         self._lock = threading.Lock()
 
@@ -76,21 +77,25 @@ class Broker:
                 if not subscription.queue.full():
                     subscription.queue.put_nowait(OVERFLOW)
         self._subscribers.clear()
+        self._subscriber_count = 0
 
     def subscribe(self, experiment_id: int) -> Subscription:
         subscription = Subscription(experiment_id, asyncio.Queue(self.queue_size))
         self._subscribers[experiment_id].add(subscription)
+        self._subscriber_count += 1
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscriptions = self._subscribers.get(subscription.experiment_id)
-        if subscriptions is not None:
-            subscriptions.discard(subscription)
+        if subscriptions is not None and subscription in subscriptions:
+            subscriptions.remove(subscription)
+            self._subscriber_count -= 1
             if not subscriptions:
                 del self._subscribers[subscription.experiment_id]
 
     def subscriber_count(self) -> int:
-        return sum(len(subs) for subs in self._subscribers.values())
+        """Open subscriptions (thread-safe: health reads it from the thread pool)."""
+        return self._subscriber_count
 
     def publish(self, events: list[StreamEvent]) -> None:
         """Thread-safe: deliver on the event loop."""

@@ -18,10 +18,13 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from app.api.routes import experiments, health, metrics, pages, stream, worker
+from app.api.routes import auth, experiments, health, metrics, pages, stream, worker
 from app.db import session_scope
 from app.events import broker
+from app.limits import BodyLimitMiddleware
+from app.security import SecurityMiddleware
 from app.services import queue
 from app.settings import get_settings
 
@@ -34,8 +37,14 @@ def _sweep_once() -> list[int]:
         return queue.sweep_expired(session)
 
 
-async def _sweep_forever(interval: float) -> None:
-    """Requeue or fail runs whose worker stopped sending heartbeats."""
+async def _sweep_forever(interval: float, grace: float) -> None:
+    """Requeue or fail runs whose worker stopped sending heartbeats.
+
+    No lease can be renewed while no server answers, so the first sweep waits `grace`
+    (one lease period) after start-up: a worker that kept training while the server was
+    down renews its lease with its next heartbeat before any lease is judged.
+    """
+    await asyncio.sleep(grace)
     while True:
         await asyncio.sleep(interval)
         try:
@@ -55,7 +64,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # collection, which otherwise scanned it on every second history request (~60 ms).
     gc.collect()
     gc.freeze()
-    sweeper = asyncio.create_task(_sweep_forever(settings.sweep_seconds))
+    sweeper = asyncio.create_task(
+        _sweep_forever(settings.sweep_seconds, grace=settings.lease_seconds)
+    )
     try:
         yield
     finally:
@@ -109,10 +120,15 @@ def create_app() -> FastAPI:
     # JSON answers are compressed (a 20-run history is 360 KiB raw). Starlette never
     # compresses text/event-stream; Plotly.js is served pre-compressed.
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
+    app.add_middleware(BodyLimitMiddleware)  # 413 before a large body is read
+    app.add_middleware(SecurityMiddleware)
+    # Outermost: a Host header that is not this server's (DNS rebinding) gets 400.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=get_settings().host_allowlist())
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(queue.LeaseLost, _lease_lost)
     for module in (experiments, metrics, stream, worker, health):
         app.include_router(module.router, prefix="/api")
+    app.include_router(auth.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from app.models import Experiment, Status
 from app.spec import ExperimentSpec, Task
@@ -25,6 +32,17 @@ MetricName = Annotated[
 ]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 ShortText = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00]*$")]
+# The largest id a row can have: ids are INTEGER columns, 32-bit on PostgreSQL, so a larger
+# one names no row (and must never reach a query, where PostgreSQL refuses it).
+MAX_ID = 2**31 - 1
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; a worker's error text is kept, not refused.
+    return value.replace("\x00", "\ufffd")
+
+
+ErrorText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
 
 
 class ExperimentOut(BaseModel):
@@ -97,6 +115,7 @@ class Health(BaseModel):
     status: Literal["ok"]
     database: str
     version: str
+    streams: int = Field(default=0, description="Event streams open on this server process")
 
 
 class RunningExperiment(BaseModel):
@@ -115,6 +134,15 @@ class WorkerOut(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+# What any route that reads a body may answer before validating it: bytes that do not
+# parse as JSON text (not UTF-8, nested deeper than the parser goes) and bodies over the
+# server's limit (app/limits.py).
+BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "The body could not be parsed"},
+    413: {"model": ErrorOut, "description": "The body is larger than the server accepts"},
+}
 
 
 # --- the worker's side of the API -------------------------------------------------------
@@ -183,10 +211,21 @@ class MetricsAck(BaseModel):
 
 class FinishIn(LeaseIn):
     status: Literal["succeeded", "failed"]
-    error: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    error: ErrorText | None = None
     error_epoch: int | None = Field(default=None, ge=0, le=1_000_000)
     test_metrics: FiniteValues | None = None
     best_epoch: int | None = Field(default=None, ge=0, le=1_000_000)
+    retryable: bool = Field(
+        default=False,
+        description="Only with status failed: the failure was not the run's own (its "
+        "training process died), so the server requeues the run while it has attempts left",
+    )
+
+    @model_validator(mode="after")
+    def _retryable_failures_only(self) -> FinishIn:
+        if self.retryable and self.status != "failed":
+            raise ValueError("retryable goes with status failed only")
+        return self
 
 
 class RunsMetrics(BaseModel):

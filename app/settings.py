@@ -5,8 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 class Settings(BaseSettings):
@@ -31,7 +37,31 @@ class Settings(BaseSettings):
     sse_send_timeout: float = Field(default=10.0, gt=0)
     sse_queue_size: int = Field(default=1000, ge=1)
     max_model_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)  # every other route's body
     graceful_shutdown_seconds: float = 3.0
+
+    # Access. Without `token` the server trusts whoever reaches it, so it only serves
+    # loopback addresses and loopback Host headers. With it, the API and the pages need
+    # that token (a bearer header, or the cookie the login page sets) and the worker
+    # endpoints need `worker_token` (or `token` when no worker token is set).
+    token: SecretStr | None = None
+    worker_token: SecretStr | None = None
+    # Host headers accepted (comma-separated); empty: loopback names only without a token,
+    # any with one. Stops DNS rebinding against a server on localhost.
+    allowed_hosts: str = ""
+    session_hours: float = Field(default=24 * 7, gt=0)
+
+    @field_validator("token", "worker_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `REGLAB_TOKEN=` (as docker compose passes an unset variable) means no token.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def host_allowlist(self) -> list[str]:
+        extra = [host.strip() for host in self.allowed_hosts.split(",") if host.strip()]
+        if extra:
+            return [*LOOPBACK_HOSTS, *extra]
+        return ["*"] if self.token else list(LOOPBACK_HOSTS)
 
     @property
     def artifacts_dir(self) -> Path:

@@ -60,7 +60,14 @@ DATASETS: dict[str, DatasetInfo] = {
 DatasetName = Literal[
     "digits", "breast_cancer", "wine", "moons", "noisy_regression", "periodic_series"
 ]
-RegularizerKind = Literal["l1", "l2", "l1l2", "smoothness"]
+RegularizerKind = Literal["l1", "l2", "l1l2", "smoothness", "plugin"]
+PluginName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.\-]*$")
+]
+ParamName = Annotated[
+    str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z_][a-z0-9_]*$")
+]
+ParamValue = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
 Activation = Literal["relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish", "linear"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 
@@ -77,6 +84,7 @@ _KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "l2": ("l2",),
     "l1l2": ("l1", "l2"),
     "smoothness": ("smoothness",),
+    "plugin": (),
 }
 DEFAULT_STRENGTH = 0.01
 
@@ -86,15 +94,25 @@ class _Strict(BaseModel):
 
 
 class RegularizerSpec(_Strict):
-    """A penalty λ·R(w) added to the loss. Unset strengths of the kind default to 0.01."""
+    """A penalty λ·R(w) added to the loss. Unset strengths of the kind default to 0.01.
+
+    Kind "plugin" names a penalty registered on the worker hosts (never code sent here),
+    with its numeric parameters; a worker without that plugin fails the run, saying so.
+    """
 
     kind: RegularizerKind
     l1: Strength | None = None
     l2: Strength | None = None
     smoothness: Strength | None = None
+    plugin: PluginName | None = None
+    params: dict[ParamName, ParamValue] | None = Field(default=None, max_length=10)
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> RegularizerSpec:
+        if (self.kind == "plugin") != (self.plugin is not None):
+            raise ValueError("'plugin' names the plugin of a regularizer of kind 'plugin' only")
+        if self.params is not None and self.kind != "plugin":
+            raise ValueError("'params' applies to a regularizer of kind 'plugin' only")
         wanted = _KIND_FIELDS[self.kind]
         for field in ("l1", "l2", "smoothness"):
             value = getattr(self, field)
@@ -110,6 +128,9 @@ class RegularizerSpec(_Strict):
             return f"L1 {self.l1:g} + L2 {self.l2:g}"
         if self.kind == "smoothness":
             return f"smoothness {self.smoothness:g}"
+        if self.kind == "plugin":
+            params = ", ".join(f"{key}={value:g}" for key, value in (self.params or {}).items())
+            return f"{self.plugin}({params})"
         return f"{self.kind.upper()} {getattr(self, self.kind):g}"
 
 

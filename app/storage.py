@@ -13,10 +13,14 @@ def model_relpath(experiment_id: int) -> str:
 
 
 def resolve_artifact(settings: Settings, relpath: str) -> Path | None:
-    """The absolute path of a stored file, or None if it would leave the data folder."""
+    """The absolute path of a stored file, or None unless it lies inside the data folder
+    (after `..` and symbolic links are resolved; the folder itself is not a file in it)."""
     root = settings.data_dir.resolve()
-    path = (root / relpath).resolve()
-    return path if path.is_relative_to(root) else None
+    try:
+        path = (root / relpath).resolve()
+    except (OSError, RuntimeError, ValueError):  # a NUL byte, a symbolic-link loop
+        return None
+    return path if path.is_relative_to(root) and path != root else None
 
 
 def remove_artifacts(settings: Settings, experiment_id: int) -> None:

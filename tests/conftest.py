@@ -30,6 +30,7 @@ def _use_database(url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("REGLAB_DATABASE_URL", url)
     monkeypatch.setenv("REGLAB_DATA_DIR", str(data_dir))
     monkeypatch.setenv("REGLAB_SWEEP_SECONDS", "0.5")
+    monkeypatch.setenv("REGLAB_ALLOWED_HOSTS", "testserver")  # TestClient's Host
     get_settings.cache_clear()
     reset_engines()
     upgrade(url)

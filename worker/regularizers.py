@@ -7,7 +7,8 @@ the TensorFlow and JAX backends.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import keras
@@ -103,7 +104,86 @@ def from_spec(spec: RegularizerSpec | None) -> keras.regularizers.Regularizer | 
         return L1L2(l1=_set(spec.l1), l2=_set(spec.l2))
     if spec.kind == "smoothness":
         return Smoothness(_set(spec.smoothness))
+    if spec.kind == "plugin" and spec.plugin is not None:
+        if spec.plugin not in PLUGINS:
+            load_plugins()
+        factory = PLUGINS.get(spec.plugin)
+        if factory is None:
+            known = ", ".join(sorted(PLUGINS)) or "none"
+            raise UnknownPlugin(
+                f"no regularizer plugin named {spec.plugin!r} on this worker (installed: {known})"
+            )
+        return factory(**(spec.params or {}))
     raise ValueError(f"unknown regularizer kind {spec.kind!r}")
+
+
+# --- plugins ---------------------------------------------------------------------------
+# Custom penalties live on the worker hosts as Python modules; a spec only names them.
+
+PluginFactory = Callable[..., keras.regularizers.Regularizer]
+PLUGINS: dict[str, PluginFactory] = {}
+ENTRY_POINT_GROUP = "reglab.regularizers"
+PLUGIN_ENV = "REGLAB_REGULARIZER_PLUGINS"
+
+
+class UnknownPlugin(LookupError):
+    """A spec names a regularizer plugin that this worker host does not have."""
+
+
+def register(name: str) -> Callable[[PluginFactory], PluginFactory]:
+    """Register a penalty under `name` for specs of kind "plugin".
+
+    Example:
+        >>> @keras.saving.register_keras_serializable(package="my_lab")
+        ... class Orthogonal(keras.regularizers.Regularizer): ...
+        >>> register("orthogonal")(Orthogonal)   # spec: {"kind": "plugin",
+        ...                                       #  "plugin": "orthogonal", "params": {...}}
+    """
+
+    def decorate(factory: PluginFactory) -> PluginFactory:
+        PLUGINS[name] = factory
+        return factory
+
+    return decorate
+
+
+def configured_plugins() -> dict[str, str]:
+    """REGLAB_REGULARIZER_PLUGINS on this worker host: `name=module:attribute`, comma-separated.
+
+    Names are known without importing anything, so the supervisor (which never imports a
+    framework) can tell the server which penalties this host offers.
+    """
+    plugins: dict[str, str] = {}
+    for item in os.environ.get(PLUGIN_ENV, "").split(","):
+        name, _, target = item.strip().partition("=")
+        if name and target:
+            plugins[name.strip()] = target.strip()
+    return plugins
+
+
+def plugin_names() -> list[str]:
+    """Every plugin this host offers: configured ones and installed entry points."""
+    from importlib.metadata import entry_points
+
+    names = set(configured_plugins()) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return sorted(names)
+
+
+def load_plugins() -> list[str]:
+    """Import and register the configured plugins and the installed entry points; returns
+    the registered names."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    for name, target in configured_plugins().items():
+        module_name, _, attribute = target.partition(":")
+        if not attribute:
+            raise ValueError(f"{PLUGIN_ENV}: {name}={target} needs the form name=module:attribute")
+        register(name)(getattr(import_module(module_name), attribute))
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.name not in PLUGINS:
+            register(entry_point.name)(entry_point.load())
+    return sorted(PLUGINS)
 
 
 def _set(value: float | None) -> float:

@@ -9,12 +9,13 @@ from sqlmodel import Session
 
 from app.db import get_read_session, get_session
 from app.models import Experiment
+from app.schemas import MAX_ID
 from app.settings import Settings, get_settings
 
 SessionDep = Annotated[Session, Depends(get_session)]
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ExperimentId = Annotated[int, Path(ge=1, le=2**62, description="The experiment's id")]
+ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The experiment's id")]
 
 
 def get_experiment(experiment_id: ExperimentId, session: ReadSessionDep) -> Experiment:

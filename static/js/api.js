@@ -31,6 +31,11 @@ export async function api(path, { method = "GET", body, signal } = {}) {
     options.headers["Content-Type"] = "application/json";
   }
   const response = await fetch(path, options);
+  if (response.status === 401) {
+    // The session expired (or never was): log in, then come back here.
+    location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+    throw new ApiError(401, "log in first");
+  }
   if (response.status === 204) return null;
   const payload = await response.json().catch(() => null);
   if (!response.ok) throw new ApiError(response.status, payload?.detail ?? response.statusText);
@@ -121,4 +126,3 @@ export function connectionBanner() {
     },
   };
 }
-

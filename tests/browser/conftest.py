@@ -39,7 +39,11 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, stack: str) -> Iterator[Page]:
     """A fresh page on the running stack; JavaScript errors fail the test."""
-    context = browser.new_context(base_url=stack, viewport={"width": 1400, "height": 900})
+    # Playwright's string predicates run through eval, which the pages' CSP forbids;
+    # test_pages_work_under_the_content_security_policy checks the pages with it on.
+    context = browser.new_context(
+        base_url=stack, viewport={"width": 1400, "height": 900}, bypass_csp=True
+    )
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))

@@ -265,3 +265,71 @@ def test_a_page_that_loses_the_server_says_so_and_resumes(page: Page, lone_serve
     page.wait_for_function(f"({POINTS})('chart-data-loss') === 2", timeout=20_000)
     expect(page.locator("#connection")).to_be_hidden()
     assert httpx.get(f"{url}/api/experiments/{run['id']}/metrics").json()["epochs"] == [0, 1]
+
+
+def test_a_server_with_a_token_asks_for_it_once(browser: Any, tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "REGLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'team.db'}",
+        "REGLAB_DATA_DIR": str(tmp_path / "data"),
+        "REGLAB_TOKEN": "team-secret",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: health(url), timeout=30)
+        with ReglabClient(url, token="team-secret") as client:
+            run = client.submit(make_spec(name=unique("team")))
+        context = browser.new_context(base_url=url)
+        page = context.new_page()
+        page.goto(f"/runs/{run['id']}")
+        expect(page.locator("#login-form")).to_be_visible()
+        page.fill("#token", "wrong")
+        page.click("#login-form button")
+        expect(page.locator("#login-error")).to_have_text("Wrong token.")
+        screenshot(page, "login")
+        page.fill("#token", "team-secret")
+        page.click("#login-form button")
+        expect(page.locator("#run-name")).to_contain_text(run["name"])
+        page.goto("/")
+        expect(page.locator(f'#runs tbody tr[data-id="{run["id"]}"]')).to_be_visible()
+        context.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+
+
+def test_pages_work_under_the_content_security_policy(browser: Any, stack: str) -> None:
+    """With the CSP enforced (no inline or eval'd script), every page draws."""
+    with ReglabClient(stack) as client:
+        first = client.submit(make_spec(name=unique("csp")))
+        second = client.submit(make_spec(name=unique("csp")))
+    for run in (first, second):
+        wait_status(stack, run["id"], "succeeded")
+    context = browser.new_context(base_url=stack)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/")
+    expect(page.locator(f'#runs tbody tr[data-id="{first["id"]}"]')).to_be_visible()
+    page.goto(f"/runs/{first['id']}")
+    expect(page.locator("#chart-data-loss .scatterlayer .trace").first).to_be_attached()
+    page.goto(f"/compare?ids={first['id']},{second['id']}")
+    expect(page.locator("#chart-data-loss .scatterlayer .trace")).to_have_count(4)
+    page.goto("/new")
+    expect(page.locator('[name="training.epochs"]')).to_have_value("20")
+    context.close()
+    assert violations == [] and errors == []

@@ -10,7 +10,14 @@ from fastapi.responses import FileResponse
 
 from app.api.deps import ExperimentDep, ReadSessionDep, SessionDep, SettingsDep
 from app.models import Status
-from app.schemas import ErrorOut, ExperimentList, ExperimentOut, MetricSeries
+from app.schemas import (
+    BAD_BODY,
+    MAX_ID,
+    ErrorOut,
+    ExperimentList,
+    ExperimentOut,
+    MetricSeries,
+)
 from app.services import experiments, metrics
 from app.spec import ExperimentSpec
 from app.storage import remove_artifacts, resolve_artifact
@@ -21,7 +28,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=201, response_model=ExperimentOut)
+@router.post("", status_code=201, response_model=ExperimentOut, responses=BAD_BODY)
 def submit(spec: ExperimentSpec, session: SessionDep, settings: SettingsDep) -> ExperimentOut:
     """Queue an experiment."""
     row = experiments.create(session=session, spec=spec, max_attempts=settings.max_attempts)
@@ -32,7 +39,9 @@ def submit(spec: ExperimentSpec, session: SessionDep, settings: SettingsDep) -> 
 def list_experiments(
     session: ReadSessionDep,
     status: Status | None = None,
-    name: Annotated[str | None, Query(max_length=200, description="Part of the name")] = None,
+    name: Annotated[
+        str | None, Query(max_length=200, pattern=r"^[^\x00]*$", description="Part of the name")
+    ] = None,
     ids: Annotated[
         str | None,
         Query(
@@ -49,7 +58,7 @@ def list_experiments(
         session,
         status=status,
         name=name,
-        ids=[int(part) for part in ids.split(",")] if ids else None,
+        ids=[i for i in map(int, ids.split(",")) if i <= MAX_ID] if ids else None,
         limit=limit,
         offset=offset,
     )

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 
 from app.api.deps import ReadSessionDep
+from app.events import broker
 from app.models import Experiment, Status, Worker
 from app.schemas import Health, RunningExperiment, WorkerOut
 
@@ -23,6 +24,7 @@ def health(session: ReadSessionDep) -> Health:
         status="ok",
         database=session.get_bind().dialect.name,
         version=version("reglab"),
+        streams=broker.subscriber_count(),
     )
 
 

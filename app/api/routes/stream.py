@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Header, HTTPException, Response
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ExperimentId, SettingsDep
 from app.db import session_scope
-from app.events import StreamEvent, Subscription, broker
+from app.events import OVERFLOW, StreamEvent, Subscription, broker
 from app.models import Experiment, Status
-from app.schemas import ErrorOut
+from app.schemas import MAX_ID, ErrorOut
 from app.services import metrics
 
 router = APIRouter(tags=["experiments"])
+
+# Once the server begins to stop, each stream has this long to end with its last chunk
+# (a clean close, after which clients resume with Last-Event-ID) before it is cut off.
+_SHUTDOWN_GRACE_SECONDS = 1.0
 
 
 def _load_events(experiment_id: int, after_id: int) -> tuple[list[StreamEvent], bool] | None:
@@ -40,7 +47,7 @@ def _parse_last_event_id(value: str | None) -> int:
         parsed = int(value.strip())
     except ValueError:
         return 0
-    return parsed if 0 <= parsed < 2**62 else 0
+    return parsed if 0 <= parsed <= MAX_ID else 0
 
 
 def _message(stream_event: StreamEvent) -> dict[str, Any]:
@@ -51,14 +58,25 @@ def _message(stream_event: StreamEvent) -> dict[str, Any]:
     }
 
 
+async def _end_when(stopping: anyio.Event, subscription: Subscription) -> None:
+    """Wake a waiting stream when the server begins to stop, so that it ends cleanly."""
+    await stopping.wait()
+    subscription.overflowed = True
+    with contextlib.suppress(asyncio.QueueFull):
+        subscription.queue.put_nowait(OVERFLOW)
+
+
 async def _stream(
-    subscription: Subscription, replay: list[StreamEvent], after_id: int
+    subscription: Subscription, replay: list[StreamEvent], after_id: int, stopping: anyio.Event
 ) -> AsyncIterator[dict[str, Any]]:
     # The subscription was opened before the replay was read, so nothing committed in
     # between is missed; what arrives both ways is dropped by id.
+    watcher = asyncio.create_task(_end_when(stopping, subscription))
     try:
         last_id = after_id
         for stream_event in replay:
+            if stopping.is_set():
+                return
             yield _message(stream_event)
             last_id = stream_event.id
             if stream_event.is_final_status:
@@ -74,6 +92,7 @@ async def _stream(
             if stream_event.is_final_status:
                 return
     finally:
+        watcher.cancel()
         broker.unsubscribe(subscription)
 
 
@@ -104,8 +123,11 @@ async def stream_events(
         # Everything was seen and the run is over: 204 tells EventSource not to reconnect.
         broker.unsubscribe(subscription)
         return Response(status_code=204)
+    stopping = anyio.Event()
     return EventSourceResponse(
-        _stream(subscription, replay, after_id),
-        ping=int(settings.sse_ping_seconds),
+        _stream(subscription, replay, after_id, stopping),
+        ping=settings.sse_ping_seconds,
         send_timeout=settings.sse_send_timeout,
+        shutdown_event=stopping,
+        shutdown_grace_period=_SHUTDOWN_GRACE_SECONDS,
     )
