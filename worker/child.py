@@ -3,7 +3,9 @@
 Protocol with the supervisor: the child writes JSON lines on its stdout ("ready",
 "started", "finished") and reads one job line from stdin. Everything else the child or
 TensorFlow prints goes to stderr. One child per run: a crash or out-of-memory error ends
-this process only, and its GPU memory goes back with it.
+this process only, and its GPU memory goes back with it. A child whose supervisor is gone
+(killed) exits at once rather than train on unsupervised: the server requeues its run when
+the lease runs out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +69,39 @@ def _warm_up() -> None:
     import worker.training  # noqa: F401
 
 
+def watch_supervisor(pid: int, interval: float = 0.5) -> threading.Thread:
+    """Exit this process as soon as the supervisor `pid` is no longer its parent.
+
+    An orphan is re-parented (to init or a subreaper), so `getppid()` changes; polling it
+    works on every POSIX system and needs no signal set up in the parent.
+    """
+
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(interval)
+        log.error("the worker supervisor (pid %d) is gone: stopping", pid)
+        logging.shutdown()
+        os._exit(70)
+
+    thread = threading.Thread(target=watch, name="supervisor-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def describe_error(error: BaseException) -> str:
+    """A run's `error` for an exception: its type and message, said plainly when the
+    device ran out of memory (TensorFlow's ResourceExhaustedError, JAX's
+    RESOURCE_EXHAUSTED, Python's MemoryError)."""
+    text = f"{type(error).__name__}: {error}".strip()
+    if (
+        isinstance(error, MemoryError)
+        or type(error).__name__ == "ResourceExhaustedError"
+        or "RESOURCE_EXHAUSTED" in str(error)
+    ):
+        text = f"out of memory: {text}"
+    return text[:10_000]
+
+
 def _retry(call: Callable[[], T], *, deadline_seconds: float = 300.0) -> T:
     """Retry a call while the server is unreachable (it may be restarting)."""
     deadline = time.monotonic() + deadline_seconds
@@ -108,7 +144,7 @@ def run_job(job: dict[str, Any], emit: Callable[..., None]) -> None:
         log.exception("experiment %s failed", experiment_id)
         outcome = {
             "status": "failed",
-            "error": f"{type(error).__name__}: {error}"[:10_000],
+            "error": describe_error(error),
             "error_epoch": callback.last_epoch + 1,
         }
     else:
@@ -140,6 +176,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s child %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     protocol = _protocol_stream()
+    supervisor = os.environ.get("REGLAB_SUPERVISOR_PID")
+    if supervisor and supervisor.isdigit():
+        watch_supervisor(int(supervisor))
 
     def emit(event: str, **fields: Any) -> None:
         protocol.write(json.dumps({"event": event, **fields}) + "\n")

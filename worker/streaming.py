@@ -118,11 +118,22 @@ class MetricSender:
         while True:
             if item is None:
                 return False
-            self._pending.append(to_point(item))
+            self._pending.append(self._point(item))
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return True
+
+    @staticmethod
+    def _point(snapshot: EpochSnapshot) -> dict[str, Any]:
+        """The upload of an epoch; without the layer statistics if they cannot be had
+        (e.g. no memory left to copy huge kernels): a failing extra never costs the
+        epoch's metrics, nor kills this thread (which `flush` would wait on)."""
+        try:
+            return to_point(snapshot)
+        except Exception as error:
+            log.warning("epoch %d: no layer statistics (%s)", snapshot.epoch, error)
+            return to_point(EpochSnapshot(snapshot.epoch, snapshot.logs, [], snapshot.time))
 
     def _run(self) -> None:
         delay = self.retry_initial

@@ -3,8 +3,9 @@
 It never imports TensorFlow. Each slot (one per GPU, or one CPU slot) keeps its next
 child started and warm while it long-polls the server for work, hands the claimed run
 to that child, heartbeats the lease, and stops the child when the run is cancelled.
-A child that dies without reporting gets its run failed with the exit status; the slot
-goes on with the next run.
+A child that dies without reporting (killed, crashed) is reported as a retryable
+failure with its exit status: the server requeues the run while it has attempts left and
+fails it after the last one. The slot goes on with the next run.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Child:
             **slot.env,
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+            # The child watches this pid and exits when it is gone (see worker.child).
+            "REGLAB_SUPERVISOR_PID": str(os.getpid()),
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.child"],
@@ -231,11 +234,12 @@ class Supervisor:
         experiment_id, token = claim["experiment_id"], claim["lease_token"]
         name = claim["spec"]["name"]
         log.info(
-            "claimed experiment %s (%s), attempt %s, slot %s",
+            "claimed experiment %s (%s), attempt %s, slot %s, child pid %s",
             experiment_id,
             name,
             claim["attempt"],
             slot.name,
+            child.process.pid,
         )
         began = time.monotonic()
         job = {
@@ -255,8 +259,22 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 pass
             if child.started and not announced:
-                log.info("started experiment %s on %s", experiment_id, child.started["device"])
+                log.info(
+                    "started experiment %s on %s (pid %s)",
+                    experiment_id,
+                    child.started["device"],
+                    child.process.pid,
+                )
                 announced = True
+            if child.finished is not None:
+                # The child has reported the end of the run: no more heartbeats (the run
+                # is no longer running), just let the process exit.
+                try:
+                    child.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    log.warning("experiment %s: its child hangs after the end", experiment_id)
+                    child.stop()
+                break
             if self.stopping.is_set():
                 stopped_by = "worker stopping"
                 child.stop()
@@ -269,8 +287,10 @@ class Supervisor:
                 child.stop()
                 break
             except (httpx.TransportError, ReglabError) as error:
+                # The server may be restarting: keep training, the child buffers its points;
+                # the server gives leases a grace period after it starts again.
                 log.warning("heartbeat for experiment %s failed: %s", experiment_id, error)
-                continue  # keep training; the child buffers its points
+                continue
             if beat.get("cancel"):
                 stopped_by = "cancelled"
                 child.stop()
@@ -279,16 +299,22 @@ class Supervisor:
         seconds = time.monotonic() - began
         if stopped_by is not None:
             log.info("stopped experiment %s: %s", experiment_id, stopped_by)
-        elif child.finished is not None and returncode == 0:
+        elif child.finished is not None:  # it reported the end itself, whatever its exit
             status = child.finished.get("status")
             if status == "succeeded":
                 log.info("finished experiment %s: succeeded in %.1f s", experiment_id, seconds)
+            elif status == "lease_lost":
+                log.info("stopped experiment %s: %s", experiment_id, child.finished.get("error"))
             else:
                 log.info("failed experiment %s: %s", experiment_id, child.finished.get("error"))
         else:
+            # Not the run's own failure: the server requeues it or, after its last
+            # attempt, fails it (its rule, not ours).
             reason = f"training process died ({describe_exit(returncode)})"
-            log.error("failed experiment %s: %s", experiment_id, reason)
-            self._call(client.finish, experiment_id, token, status="failed", error=reason)
+            log.error("experiment %s: %s", experiment_id, reason)
+            self._call(
+                client.finish, experiment_id, token, status="failed", error=reason, retryable=True
+            )
 
     def close(self) -> None:
         for client in self._clients:

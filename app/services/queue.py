@@ -115,8 +115,21 @@ def finish(
     error_epoch: int | None = None,
     test_metrics: dict[str, float] | None = None,
     best_epoch: int | None = None,
+    retryable: bool = False,
 ) -> Experiment:
+    """End the attempt that this token holds.
+
+    A `retryable` failure is one that was not the run's own doing (its training process
+    died): the run goes back to the queue while it has attempts left, like a run whose
+    lease expired, and fails after its last attempt.
+    """
     row = held(session, experiment_id, lease_token)
+    if status == Status.failed and retryable:
+        if error_epoch is None:
+            error_epoch = row.epochs_done
+        requeue_or_fail(session, row, error=error or "attempt failed", error_epoch=error_epoch)
+        session.commit()
+        return row
     fields: dict[str, Any] = {"error": error, "error_epoch": error_epoch, "lease_expires_at": None}
     if test_metrics is not None:
         fields["test_metrics"] = test_metrics
@@ -125,6 +138,34 @@ def finish(
     change_status(session, row, status, **fields)
     session.commit()
     return row
+
+
+def requeue_or_fail(
+    session: Session, row: Experiment, *, error: str, error_epoch: int | None
+) -> None:
+    """The one rule for an attempt that ended without a result of its own: back to the
+    queue while `attempt < max_attempts` (the error stays as the reason until the next
+    claim), else failed with that error. Either way the lease is void; the caller commits."""
+    if row.attempt < row.max_attempts:
+        change_status(
+            session,
+            row,
+            Status.queued,
+            lease_token=None,
+            lease_expires_at=None,
+            worker_id=None,
+            error=error,
+            error_epoch=error_epoch,
+        )
+    else:
+        change_status(
+            session,
+            row,
+            Status.failed,
+            error=error,
+            error_epoch=error_epoch,
+            lease_expires_at=None,
+        )
 
 
 def release(session: Session, experiment_id: int, lease_token: str) -> None:
@@ -160,23 +201,11 @@ def sweep_expired(session: Session, *, now: datetime | None = None) -> list[int]
         .with_for_update(skip_locked=True)
     ).all()
     for row in rows:
-        if row.attempt < row.max_attempts:
-            change_status(
-                session,
-                row,
-                Status.queued,
-                lease_token=None,
-                lease_expires_at=None,
-                worker_id=None,
-            )
-        else:
-            change_status(
-                session,
-                row,
-                Status.failed,
-                error="worker lost: its lease expired without a heartbeat",
-                error_epoch=row.epochs_done,
-                lease_expires_at=None,
-            )
+        requeue_or_fail(
+            session,
+            row,
+            error="worker lost: its lease expired without a heartbeat",
+            error_epoch=row.epochs_done,
+        )
     session.commit()
     return [row.id for row in rows if row.id is not None]

@@ -26,19 +26,6 @@ from tests.factories import make_spec
 MIB = 1024 * 1024
 BIG_INTS = [-1, 2**31, 2**63, 2**64]
 
-# Fixes this suite found in files that other changes in flight own. A test that waits on
-# one is a strict xfail, so it turns red once the fix lands: then drop the entry.
-PENDING_BAD_BODY_DOCS: dict[tuple[str, str], str] = {
-    (method, path): f"{where}: the route's responses= lacks **app.schemas.BAD_BODY (400, 413)"
-    for method, path, where in [
-        ("POST", "/api/worker/claim", "app/api/routes/worker.py"),
-        ("POST", "/api/worker/experiments/{experiment_id}/heartbeat", "app/api/routes/worker.py"),
-        ("POST", "/api/worker/experiments/{experiment_id}/started", "app/api/routes/worker.py"),
-        ("POST", "/api/worker/experiments/{experiment_id}/metrics", "app/api/routes/worker.py"),
-        ("POST", "/api/worker/experiments/{experiment_id}/finish", "app/api/routes/worker.py"),
-        ("POST", "/api/worker/experiments/{experiment_id}/release", "app/api/routes/worker.py"),
-    ]
-}
 
 # Every route that reads a JSON body, with a valid body for it.
 JSON_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
@@ -385,16 +372,7 @@ def test_a_body_that_is_not_utf8_json_is_400(
 
 @pytest.mark.parametrize(
     ("method", "template"),
-    [
-        pytest.param(
-            method,
-            template,
-            marks=[pytest.mark.xfail(strict=True, reason=PENDING_BAD_BODY_DOCS[key])]
-            if (key := (method, template)) in PENDING_BAD_BODY_DOCS
-            else [],
-        )
-        for method, template, _ in JSON_ROUTES
-    ],
+    [(method, template) for method, template, _ in JSON_ROUTES],
 )
 def test_400_and_413_are_documented_where_a_body_is_read(
     client: TestClient, method: str, template: str

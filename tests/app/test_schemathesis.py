@@ -28,7 +28,6 @@ from app.services import experiments, metrics, queue
 from app.settings import get_settings
 from app.spec import ExperimentSpec
 from app.storage import model_relpath, resolve_artifact
-from tests.app.test_bad_input import PENDING_BAD_BODY_DOCS
 from tests.factories import make_spec
 
 CONFIG = schemathesis.Config.from_dict(
@@ -73,17 +72,6 @@ def api_app(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastAPI
     asgi.shutdown_lifespans()  # the transport started the app's lifespan; end it here
 
 
-def status_code_documented(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
-) -> bool | None:
-    """status_code_conformance, but for the undocumented 400s already reported as pending
-    in files owned elsewhere (test_bad_input.py holds them as strict xfails)."""
-    pending = (case.method.upper(), case.operation.path) in PENDING_BAD_BODY_DOCS
-    if pending and response.status_code == 400:
-        return None
-    return schemathesis.checks.status_code_conformance(ctx, response, case)
-
-
 @schema.parametrize()
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_every_operation_conforms(case: schemathesis.Case, api_app: FastAPI) -> None:
@@ -91,7 +79,7 @@ def test_every_operation_conforms(case: schemathesis.Case, api_app: FastAPI) -> 
         app=api_app,
         checks=[
             schemathesis.checks.not_a_server_error,
-            status_code_documented,
+            schemathesis.checks.status_code_conformance,
             schemathesis.checks.content_type_conformance,
             schemathesis.checks.response_schema_conformance,
         ],

@@ -20,6 +20,7 @@ from app.db import session_scope
 from app.events import broker
 from app.models import Experiment, Status
 from app.schemas import (
+    BAD_BODY,
     ClaimIn,
     ClaimOut,
     ErrorOut,
@@ -40,6 +41,8 @@ router = APIRouter(prefix="/worker", tags=["worker"])
 LEASE_LOST: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "The lease token no longer holds the run"}
 }
+# The calls with a JSON body: also 400 (unreadable body) and 413 (too large).
+JSON_LEASE_LOST = {**BAD_BODY, **LEASE_LOST}
 
 # While nobody submits, claimers also look again this often (another server replica
 # may have queued work that this process's broker never hears of).
@@ -60,7 +63,7 @@ def _try_claim(body: ClaimIn, settings: Settings) -> Experiment | None:
 @router.post(
     "/claim",
     response_model=ClaimOut,
-    responses={204: {"description": "Nothing to claim before the wait ran out"}},
+    responses={**BAD_BODY, 204: {"description": "Nothing to claim before the wait ran out"}},
 )
 async def claim(body: ClaimIn, request: Request, settings: SettingsDep) -> ClaimOut | Response:
     """Claim the oldest queued run, waiting up to `wait` seconds for one to arrive."""
@@ -91,7 +94,7 @@ async def claim(body: ClaimIn, request: Request, settings: SettingsDep) -> Claim
 
 
 @router.post(
-    "/experiments/{experiment_id}/heartbeat", response_model=HeartbeatOut, responses=LEASE_LOST
+    "/experiments/{experiment_id}/heartbeat", response_model=HeartbeatOut, responses=JSON_LEASE_LOST
 )
 def heartbeat(
     experiment_id: ExperimentId, body: LeaseIn, session: SessionDep, settings: SettingsDep
@@ -105,7 +108,7 @@ def heartbeat(
     )
 
 
-@router.post("/experiments/{experiment_id}/started", status_code=204, responses=LEASE_LOST)
+@router.post("/experiments/{experiment_id}/started", status_code=204, responses=JSON_LEASE_LOST)
 def started(experiment_id: ExperimentId, body: StartedIn, session: SessionDep) -> Response:
     """The training child is up: record the device it trains on."""
     queue.started(session, experiment_id, body.lease_token, device=body.device)
@@ -113,7 +116,7 @@ def started(experiment_id: ExperimentId, body: StartedIn, session: SessionDep) -
 
 
 @router.post(
-    "/experiments/{experiment_id}/metrics", response_model=MetricsAck, responses=LEASE_LOST
+    "/experiments/{experiment_id}/metrics", response_model=MetricsAck, responses=JSON_LEASE_LOST
 )
 def upload_metrics(experiment_id: ExperimentId, body: MetricsIn, session: SessionDep) -> MetricsAck:
     """Store epochs of metrics; resending an epoch stores nothing twice."""
@@ -168,9 +171,10 @@ async def upload_model(
     return Response(status_code=204)
 
 
-@router.post("/experiments/{experiment_id}/finish", status_code=204, responses=LEASE_LOST)
+@router.post("/experiments/{experiment_id}/finish", status_code=204, responses=JSON_LEASE_LOST)
 def finish(experiment_id: ExperimentId, body: FinishIn, session: SessionDep) -> Response:
-    """The run ended: succeeded, or failed with its error and epoch."""
+    """The attempt ended: succeeded, or failed with its error and epoch. A `retryable`
+    failure (the training process died) requeues the run while it has attempts left."""
     queue.finish(
         session,
         experiment_id,
@@ -180,11 +184,12 @@ def finish(experiment_id: ExperimentId, body: FinishIn, session: SessionDep) -> 
         error_epoch=body.error_epoch,
         test_metrics=body.test_metrics,
         best_epoch=body.best_epoch,
+        retryable=body.retryable,
     )
     return Response(status_code=204)
 
 
-@router.post("/experiments/{experiment_id}/release", status_code=204, responses=LEASE_LOST)
+@router.post("/experiments/{experiment_id}/release", status_code=204, responses=JSON_LEASE_LOST)
 def release(experiment_id: ExperimentId, body: LeaseIn, session: SessionDep) -> Response:
     """Hand a run back to the queue (the worker is stopping)."""
     queue.release(session, experiment_id, body.lease_token)
