@@ -5,10 +5,18 @@ writes fails at once with "database is locked", whatever the busy timeout, so ev
 transaction on the write engine starts with BEGIN IMMEDIATE. Reads go through a second
 engine whose transactions stay deferred, so that lists and event replays never queue
 behind writers. PostgreSQL uses one engine and row locks.
+
+Writers of one process queue on an in-process lock before BEGIN IMMEDIATE: SQLite's busy
+handler makes a waiting writer sleep and poll (1, 2, 5 ... 100 ms), so with several
+writers at once one of them could lose for seconds, while a lock wakes the next one as
+soon as a transaction ends (bench/ingest_load.py: upload p99 on SQLite, RESULTS.md).
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -34,11 +42,63 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+BUSY_TIMEOUT_SECONDS = 30
+_writer_locks: dict[str, threading.Lock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+class _SQLiteConnection(sqlite3.Connection):
+    """A connection that holds its database's in-process writer lock from before its
+    BEGIN IMMEDIATE until its transaction ends, however it ends (commit, rollback, the
+    pool's reset, close). Other processes still meet at SQLite's own lock."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        with _writer_locks_guard:
+            key = os.path.realpath(os.fsdecode(database))
+            self._writer = _writer_locks.setdefault(key, threading.Lock())
+        self._holds_writer = False
+
+    def acquire_writer(self) -> None:
+        # Past the timeout, BEGIN IMMEDIATE goes ahead alone and SQLite's busy timeout rules.
+        self._holds_writer = self._writer.acquire(timeout=BUSY_TIMEOUT_SECONDS)
+
+    def release_writer(self) -> None:
+        if self._holds_writer:
+            self._holds_writer = False
+            self._writer.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_writer()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_writer()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_writer()
+
+
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     path = make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url,
+        connect_args={
+            "check_same_thread": False,
+            "timeout": BUSY_TIMEOUT_SECONDS,
+            "factory": _SQLiteConnection,
+        },
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -47,13 +107,22 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if not immediate:
+            connection.exec_driver_sql("BEGIN")
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        dbapi_connection.acquire_writer()
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            dbapi_connection.release_writer()
+            raise
 
     return engine
 
