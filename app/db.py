@@ -174,3 +174,11 @@ def reset_engines() -> None:
         if cached.cache_info().currsize:
             cached().dispose()
         cached.cache_clear()
+
+
+def dialect_insert(session: Session, table: Any) -> Any:
+    """An INSERT that knows ON CONFLICT on SQLite and PostgreSQL (for upserts)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)

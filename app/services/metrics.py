@@ -6,24 +6,13 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import insert as generic_insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from app import events
+from app.db import dialect_insert
 from app.models import Event, Metric, utcnow
 from app.services.queue import held
-
-
-def _insert(session: Session, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    return generic_insert(table)
 
 
 def ingest(
@@ -44,7 +33,7 @@ def ingest(
         for name, value in values.items()
     ]
     if metric_rows:
-        statement = _insert(session, Metric)
+        statement = dialect_insert(session, Metric)
         session.execute(
             statement.on_conflict_do_update(
                 index_elements=["experiment_id", "epoch", "name"],
@@ -57,7 +46,7 @@ def ingest(
     for epoch, values, time in sorted(points, key=lambda point: point[0]):
         data = {"epoch": epoch, "values": values, "time": time}
         event_id = session.execute(
-            _insert(session, Event)
+            dialect_insert(session, Event)
             .values(
                 experiment_id=experiment_id, kind="metrics", epoch=epoch, data=data, created_at=now
             )

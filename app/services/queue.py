@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.db import dialect_insert
 from app.models import Experiment, Status, Worker, utcnow
 from app.services.experiments import change_status
 
@@ -24,12 +25,18 @@ class LeaseLost(Exception):
 
 
 def touch_worker(session: Session, *, worker_id: str, host: str, devices: list[str]) -> None:
-    worker = session.get(Worker, worker_id)
-    if worker is None:
-        worker = Worker(id=worker_id, host=host, devices=devices)
-    else:
-        worker.host, worker.devices, worker.last_seen = host, devices, utcnow()
-    session.add(worker)
+    """Record a worker as seen now. One upsert: a new worker's slots claim at the same
+    moment, and a read-then-insert would collide on the key (PostgreSQL)."""
+    now = utcnow()
+    statement = dialect_insert(session, Worker).values(
+        id=worker_id, host=host, devices=devices, started_at=now, last_seen=now
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"host": host, "devices": devices, "last_seen": now},
+        )
+    )
 
 
 def claim(

@@ -83,26 +83,12 @@ def test_twenty_claimers_racing_for_one_run_one_wins_the_rest_get_204(
     assert server.server_errors() == []
 
 
-@pytest.mark.parametrize(
-    "database",
-    [
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="queue.touch_worker reads then INSERTs the Worker row: a new worker's "
-                "slots claiming at once collide on worker_pkey (UniqueViolation, HTTP 500); "
-                "SQLite is spared by BEGIN IMMEDIATE. Fix: upsert the row.",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_the_slots_of_a_new_worker_claiming_at_once_get_no_500(
     database: str, request: pytest.FixtureRequest, serve: ServeFactory
 ) -> None:
     """A worker with 4 GPU slots claims from each slot with one worker id as it starts."""
-    server = serve(request.getfixturevalue(f"{database}_db"))
+    server = serve(request.getfixturevalue({"sqlite": "sqlite_db"}.get(database, "postgres_db")))
 
     async def start_workers() -> list[Counter[int]]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits(8)) as http:
