@@ -17,19 +17,14 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.asgi import ASGIApp, Message, Receive, Scope, Send, send_response
 from app.settings import Settings, get_settings
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SESSION_COOKIE = "reglab_session"
 PUBLIC_PATHS = frozenset({"/login", "/api/login", "/api/logout", "/api/health"})
@@ -173,16 +168,10 @@ class SecurityMiddleware:
 
 def _json(status: int, detail: str) -> Callable[[Send], Awaitable[None]]:
     body = json.dumps({"detail": detail}).encode()
+    extra = [(b"www-authenticate", b'Bearer realm="reglab"')] if status == 401 else []
 
     async def respond(send: Send) -> None:
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        if status == 401:
-            headers.append((b"www-authenticate", b'Bearer realm="reglab"'))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_response(send, status, body, b"application/json", extra)
 
     return respond
 
@@ -191,17 +180,8 @@ def _login_page() -> Callable[[Send], Awaitable[None]]:
     body = LOGIN_PAGE.read_bytes()
 
     async def respond(send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"text/html; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
+        await send_response(
+            send, 401, body, b"text/html; charset=utf-8", [(b"cache-control", b"no-store")]
         )
-        await send({"type": "http.response.body", "body": body})
 
     return respond
