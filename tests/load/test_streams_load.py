@@ -25,6 +25,20 @@ from tests.load.conftest import ServeFactory, ServerProcess, Viewer, limits, per
 pytestmark = pytest.mark.e2e
 
 
+async def open_viewers(
+    http: httpx.AsyncClient, run_id: int, count: int
+) -> tuple[list[Viewer], list[asyncio.Task[Any]]]:
+    """Start `count` viewers of a run and return once every one of them is live."""
+    watching = [Viewer(run_id) for _ in range(count)]
+    live = [asyncio.Event() for _ in watching]
+    tasks = [
+        asyncio.create_task(viewer.follow(http, opened))
+        for viewer, opened in zip(watching, live, strict=True)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(opened.wait() for opened in live)), 30)
+    return watching, tasks
+
+
 def start_run(server: ServerProcess) -> tuple[int, str]:
     with httpx.Client(base_url=server.url, timeout=30) as http:
         submitted = http.post("/api/experiments", json=make_spec())
@@ -138,13 +152,7 @@ def test_fifty_viewers_of_one_live_run_each_get_every_epoch_in_order(
         async with httpx.AsyncClient(
             base_url=server.url, timeout=60, limits=limits(viewers + 2)
         ) as http:
-            watching = [Viewer(run_id) for _ in range(viewers)]
-            live = [asyncio.Event() for _ in watching]
-            tasks = [
-                asyncio.create_task(viewer.follow(http, opened))
-                for viewer, opened in zip(watching, live, strict=True)
-            ]
-            await asyncio.wait_for(asyncio.gather(*(opened.wait() for opened in live)), 30)
+            watching, tasks = await open_viewers(http, run_id, viewers)
             for epoch in range(epochs):
                 point = {"epoch": epoch, "values": {"loss": 1 / (epoch + 1)}, "time": time.time()}
                 await upload(http, run_id, token, [point])
@@ -218,13 +226,7 @@ def test_a_viewer_that_stops_reading_holds_bounded_memory_and_slows_no_one(
         async with httpx.AsyncClient(
             base_url=server.url, timeout=60, limits=limits(readers + 2)
         ) as http:
-            watching = [Viewer(run_id) for _ in range(readers)]
-            live = [asyncio.Event() for _ in watching]
-            tasks = [
-                asyncio.create_task(viewer.follow(http, opened))
-                for viewer, opened in zip(watching, live, strict=True)
-            ]
-            await asyncio.wait_for(asyncio.gather(*(opened.wait() for opened in live)), 30)
+            watching, tasks = await open_viewers(http, run_id, readers)
             await asyncio.to_thread(wait_for, lambda: server.streams() == readers + 1, 10)
             # 4 MB fill loopback's buffers for the stalled socket (about 3 MB).
             epoch = await push_big_epochs(http, run_id, token, 0, 4)
@@ -271,13 +273,7 @@ def test_a_viewer_that_stops_reading_is_dropped_after_the_send_timeout(
         async with httpx.AsyncClient(
             base_url=server.url, timeout=60, limits=limits(readers + 2)
         ) as http:
-            watching = [Viewer(run_id) for _ in range(readers)]
-            live = [asyncio.Event() for _ in watching]
-            tasks = [
-                asyncio.create_task(viewer.follow(http, opened))
-                for viewer, opened in zip(watching, live, strict=True)
-            ]
-            await asyncio.wait_for(asyncio.gather(*(opened.wait() for opened in live)), 30)
+            watching, tasks = await open_viewers(http, run_id, readers)
             await asyncio.to_thread(wait_for, lambda: server.streams() == readers + 1, 10)
             epoch = await push_big_epochs(http, run_id, token, 0, 5)
             pushed = time.monotonic()
