@@ -20,7 +20,19 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from app.api.routes import auth, experiments, health, metrics, pages, stream, worker
+from app.api.routes import (
+    auth,
+    datasets,
+    diagnostics,
+    experiments,
+    health,
+    metrics,
+    pages,
+    scripts,
+    stream,
+    sweeps,
+    worker,
+)
 from app.db import session_scope
 from app.events import broker
 from app.limits import BodyLimitMiddleware
@@ -126,7 +138,17 @@ def create_app() -> FastAPI:
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=get_settings().host_allowlist())
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(queue.LeaseLost, _lease_lost)
-    for module in (experiments, metrics, stream, worker, health):
+    for module in (
+        experiments,
+        metrics,
+        stream,
+        worker,
+        health,
+        datasets,
+        sweeps,
+        diagnostics,
+        scripts,
+    ):
         app.include_router(module.router, prefix="/api")
     app.include_router(auth.router)
     app.include_router(pages.router)

@@ -20,13 +20,14 @@ class Status(StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+    pruned = "pruned"  # stopped early by its sweep: worse than the sweep's median so far
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({Status.succeeded, Status.failed, Status.cancelled})
+FINAL_STATUSES = frozenset({Status.succeeded, Status.failed, Status.cancelled, Status.pruned})
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -94,6 +95,15 @@ class Experiment(SQLModel, table=True):
     test_metrics: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
     model_path: str | None = Field(default=None, max_length=500)
 
+    # "queue": trained by a reglab worker; "script": streamed by a ReglabCallback in a
+    # user's own training script (no lease, no worker).
+    source: str = Field(default="queue", max_length=16)
+    sweep_id: int | None = Field(default=None, foreign_key="sweep.id", index=True)
+    # The sweep point's swept values, {"model.layers[*].regularizer.l2": 0.001, ...}.
+    point: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
+    # Runs whose specs differ only in name, notes and seed share a group (seed repeats).
+    group_key: str | None = Field(default=None, max_length=64, index=True)
+
 
 class Metric(SQLModel, table=True):
     """One value of one named series at one epoch; the key makes uploads idempotent."""
@@ -132,5 +142,51 @@ class Worker(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False)
     )
     last_seen: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False)
+    )
+    # Regularizer plugins registered on this worker's host, by name.
+    plugins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class BatchMetric(SQLModel, table=True):
+    """One value of one named series at one training step, for runs that log per batch."""
+
+    experiment_id: int = Field(foreign_key="experiment.id", primary_key=True, ondelete="CASCADE")
+    step: int = Field(primary_key=True)
+    name: str = Field(primary_key=True, max_length=100)
+    value: float
+
+
+class Sweep(SQLModel, table=True):
+    """A family of runs: one base spec, the swept settings and the seeds per point."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    # The request as submitted: base spec, axes, seeds, pruning.
+    spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False)
+    )
+
+
+class Dataset(SQLModel, table=True):
+    """An uploaded dataset, validated and stored by the server as plain arrays.
+
+    `path` is chosen by the server (relative to the data folder), never taken from a request.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    format: str = Field(max_length=8)  # the upload's format: "csv" or "npz"
+    task: str = Field(max_length=16)
+    classes: int = 0
+    features: int
+    image: list[int] | None = Field(default=None, sa_column=Column(JSON))
+    samples: int
+    class_names: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    size_bytes: int
+    sha256: str = Field(max_length=64)
+    path: str = Field(max_length=500)
+    created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False)
     )

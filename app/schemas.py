@@ -68,6 +68,14 @@ class ExperimentOut(BaseModel):
     best_val_data_loss: float | None
     test_metrics: dict[str, float] | None
     has_model: bool
+    source: Literal["queue", "script"] = Field(
+        description="queue: trained by a reglab worker; script: streamed by a ReglabCallback"
+    )
+    sweep_id: int | None = Field(description="The sweep this run belongs to")
+    point: dict[str, float] | None = Field(description="The swept settings' values, by path")
+    group_key: str | None = Field(
+        description="Equal for runs whose specs differ only in name, notes and seed"
+    )
 
     @classmethod
     def of(cls, row: Experiment) -> ExperimentOut:
@@ -96,6 +104,10 @@ class ExperimentOut(BaseModel):
             best_val_data_loss=row.best_val_data_loss,
             test_metrics=row.test_metrics,
             has_model=row.model_path is not None,
+            source="script" if row.source == "script" else "queue",
+            sweep_id=row.sweep_id,
+            point=row.point,
+            group_key=row.group_key,
         )
 
 
@@ -174,7 +186,7 @@ class LeaseIn(BaseModel):
 
 
 class HeartbeatOut(BaseModel):
-    cancel: bool = Field(description="True when the run was cancelled: stop its training")
+    cancel: bool = Field(description="True when the run was cancelled or pruned: stop its training")
     lease_expires_at: UtcDatetime | None
 
 

@@ -58,8 +58,9 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 DatasetName = Literal[
-    "digits", "breast_cancer", "wine", "moons", "noisy_regression", "periodic_series"
+    "digits", "breast_cancer", "wine", "moons", "noisy_regression", "periodic_series", "upload"
 ]
+UPLOAD = "upload"  # the dataset name of an uploaded file; `dataset.upload` says which
 RegularizerKind = Literal["l1", "l2", "l1l2", "smoothness", "plugin"]
 PluginName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.\-]*$")
@@ -166,10 +167,28 @@ class LayerSpec(_Strict):
         return self
 
 
+class UploadRef(_Strict):
+    """Which uploaded dataset a run trains on. A client gives `id` only; the server fills
+    in the rest from the stored upload when the experiment is submitted."""
+
+    id: int = Field(ge=1, le=2**31 - 1)
+    name: str | None = Field(default=None, max_length=200)
+    task: Task | None = None
+    classes: int | None = Field(default=None, ge=0, le=10_000)
+    features: int | None = Field(default=None, ge=1, le=1_000_000)
+    image: tuple[int, int, int] | None = None
+    samples: int | None = Field(default=None, ge=1)
+
+    @property
+    def resolved(self) -> bool:
+        return self.task is not None and self.features is not None and self.classes is not None
+
+
 class DatasetSpec(_Strict):
-    """A built-in dataset and the knobs that provoke over-fitting on purpose."""
+    """A built-in or uploaded dataset and the knobs that provoke over-fitting on purpose."""
 
     name: DatasetName
+    upload: UploadRef | None = None
     validation_split: float = Field(default=0.2, ge=0.05, le=0.5)
     test_split: float = Field(default=0.2, ge=0.05, le=0.5)
     train_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -179,8 +198,10 @@ class DatasetSpec(_Strict):
 
     @model_validator(mode="after")
     def _generated_only(self) -> DatasetSpec:
-        info = DATASETS[self.name]
-        if not info.generated:
+        if (self.name == UPLOAD) != (self.upload is not None):
+            raise ValueError("'upload' (an uploaded dataset's id) goes with name 'upload' only")
+        generated = self.name != UPLOAD and DATASETS[self.name].generated
+        if not generated:
             for field in ("n_samples", "noise"):
                 if getattr(self, field) is not None:
                     raise ValueError(f"'{field}' applies to generated datasets only")
@@ -189,12 +210,49 @@ class DatasetSpec(_Strict):
         return self
 
     @property
+    def resolved(self) -> bool:
+        """False for an upload whose details the server has not filled in yet."""
+        return self.upload is None or self.upload.resolved
+
+    @property
     def info(self) -> DatasetInfo:
+        if self.upload is not None:
+            upload = self.upload
+            if not upload.resolved:
+                raise ValueError(f"uploaded dataset {upload.id} is not resolved yet")
+            assert upload.task is not None and upload.features is not None
+            return DatasetInfo(
+                upload.task,
+                upload.classes or 0,
+                upload.features,
+                image=upload.image,
+                description=upload.name or f"upload {upload.id}",
+            )
         return DATASETS[self.name]
 
 
 class ModelSpec(_Strict):
     layers: list[LayerSpec] = Field(min_length=1, max_length=20)
+
+
+class ScheduleSpec(_Strict):
+    """How the strength of every penalty changes over training: λ(epoch) = λ · scale(epoch).
+
+    constant: scale 1. warmup: from 0 up to 1, linearly over `warmup_epochs`, then 1.
+    cosine: from 1 down to `final_fraction` along half a cosine over the run's epochs.
+    """
+
+    kind: Literal["constant", "warmup", "cosine"] = "constant"
+    warmup_epochs: int = Field(default=5, ge=1, le=1000)
+    final_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class EarlyStoppingSpec(_Strict):
+    """Stop when `val_data_loss` has not improved by `min_delta` for `patience` epochs."""
+
+    patience: int = Field(default=5, ge=1, le=1000)
+    min_delta: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
+    restore_best_weights: bool = True
 
 
 class TrainingSpec(_Strict):
@@ -209,6 +267,11 @@ class TrainingSpec(_Strict):
     weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
     # The textbook GradientTape loop: one penalty on every trainable weight, biases included.
     global_regularizer: RegularizerSpec | None = None
+    # λ schedule for every penalty; its current scale is streamed as the metric "reg_scale".
+    schedule: ScheduleSpec | None = None
+    early_stopping: EarlyStoppingSpec | None = None
+    # Per-layer weight histograms every this many epochs (and at the last); 0 turns them off.
+    histogram_every: int = Field(default=5, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _global_needs_custom(self) -> TrainingSpec:
@@ -228,6 +291,8 @@ class ExperimentSpec(_Strict):
 
     @model_validator(mode="after")
     def _layers_fit_dataset(self) -> ExperimentSpec:
+        if not self.dataset.resolved:
+            return self  # the server checks the layers again once the upload is filled in
         info = self.dataset.info
         seen_dense = False
         for index, layer in enumerate(self.model.layers):
@@ -240,6 +305,9 @@ class ExperimentSpec(_Strict):
             if layer.type == "conv2d" and info.image is None:
                 raise ValueError(
                     f"{where}: conv2d needs an image dataset (digits), not '{self.dataset.name}'"
+                    if self.dataset.upload is None
+                    else f"{where}: conv2d needs an image upload (an NPZ whose x is "
+                    f"n x height x width [x channels]), not '{info.description}'"
                 )
             if layer.type == "conv1d" and any(
                 other.type == "conv2d" for other in self.model.layers

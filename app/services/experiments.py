@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from sqlalchemy import delete as sa_delete
@@ -38,17 +40,39 @@ def change_status(session: Session, row: Experiment, status: Status, **fields: A
     events.record(session, row.id, "status", status_data(row))
 
 
-def create(session: Session, spec: ExperimentSpec, *, max_attempts: int) -> Experiment:
+def group_key(spec: ExperimentSpec) -> str:
+    """The same for specs that differ only in name, notes and seed: seed repeats of one
+    configuration, which the compare and sweep views draw as a mean and a band."""
+    data = spec.model_dump(mode="json", exclude={"name": True, "notes": True})
+    data["training"].pop("seed", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def create(
+    session: Session,
+    spec: ExperimentSpec,
+    *,
+    max_attempts: int,
+    sweep_id: int | None = None,
+    point: dict[str, float] | None = None,
+    commit: bool = True,
+) -> Experiment:
+    """Queue a run (the caller resolves an uploaded dataset in the spec first)."""
     row = Experiment(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
         status=Status.queued,
         max_attempts=max_attempts,
+        sweep_id=sweep_id,
+        point=point,
+        group_key=group_key(spec),
     )
     session.add(row)
     session.flush()
     change_status(session, row, Status.queued)
-    session.commit()
+    if commit:
+        session.commit()
     return row
 
 

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from app import events
 from app.db import dialect_insert
 from app.models import Event, Metric, utcnow
+from app.services import sweeps
 from app.services.queue import held
 
 
@@ -66,6 +67,8 @@ def ingest(
         if value is not None and (row.best_val_data_loss is None or value < row.best_val_data_loss):
             row.best_val_data_loss, row.best_epoch = value, epoch
     session.add(row)
+    if new_epochs and row.sweep_id is not None:
+        sweeps.after_metrics(session, row, new_epochs)
     session.commit()
     return new_epochs
 

@@ -82,7 +82,10 @@ def held(
     row = session.get(Experiment, experiment_id, with_for_update=True)
     if row is None or row.lease_token != lease_token:
         raise LeaseLost(f"lease on experiment {experiment_id} is not held by this token")
-    allowed = {Status.running} | ({Status.cancelled} if allow_cancelled else set())
+    # A run cancelled or pruned while it trains still answers its worker's heartbeat, so
+    # that the worker learns to stop it.
+    stopped = {Status.cancelled, Status.pruned}
+    allowed = {Status.running} | (stopped if allow_cancelled else set())
     if row.status not in allowed:
         raise LeaseLost(f"experiment {experiment_id} is {row.status}")
     return row

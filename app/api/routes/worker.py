@@ -104,7 +104,8 @@ def heartbeat(
         session, experiment_id, body.lease_token, lease_seconds=settings.lease_seconds
     )
     return HeartbeatOut(
-        cancel=row.status == Status.cancelled, lease_expires_at=row.lease_expires_at
+        cancel=row.status in (Status.cancelled, Status.pruned),
+        lease_expires_at=row.lease_expires_at,
     )
 
 
