@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -232,7 +233,14 @@ class WorkerClient:
         return response
 
     def claim(
-        self, *, worker_id: str, host: str, devices: list[str], slot: str, wait: float
+        self,
+        *,
+        worker_id: str,
+        host: str,
+        devices: list[str],
+        slot: str,
+        wait: float,
+        plugins: list[str] | None = None,
     ) -> dict[str, Any] | None:
         response = self._call(
             "POST",
@@ -243,10 +251,23 @@ class WorkerClient:
                 "devices": devices,
                 "slot": slot,
                 "wait": wait,
+                "plugins": plugins or [],
             },
             timeout=httpx.Timeout(10.0, read=wait + 30.0),
         )
         return None if response.status_code == 204 else response.json()
+
+    def download_dataset(self, dataset_id: int, destination: Path) -> None:
+        """Stream an uploaded dataset's stored arrays (an NPZ without pickles) to a file."""
+        partial = destination.with_name(destination.name + ".part")
+        with self._http.stream("GET", f"/api/worker/datasets/{dataset_id}") as response:
+            if response.status_code >= 400:
+                response.read()
+                _raise_for(response)
+            with partial.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        partial.replace(destination)
 
     def heartbeat(self, experiment_id: int, lease_token: str) -> dict[str, Any]:
         return self._call(

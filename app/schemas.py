@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from app.models import Experiment, Status
-from app.spec import ExperimentSpec, Task
+from app.spec import ExperimentSpec, PluginName, Task
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -45,11 +45,47 @@ def _no_nul(value: str) -> str:
 ErrorText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
 
 
+class ScriptLayer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText
+    type: ShortText = Field(description="The Keras class, e.g. Dense")
+    units: int | None = Field(default=None, ge=0, le=10**9)
+    regularizer: ShortText | None = Field(default=None, description="e.g. 'L2 0.01'")
+    dropout: float | None = Field(default=None, ge=0, le=1)
+
+
+class ScriptInfo(BaseModel):
+    """What a user's own training script tells about itself (ReglabCallback fills it in
+    from the model and `fit`'s parameters); it stands in for the spec of a queued run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Task = "classification"
+    epochs: int | None = Field(default=None, ge=1, le=10**6)
+    batch_size: int | None = Field(default=None, ge=1, le=10**7)
+    optimizer: ShortText | None = None
+    learning_rate: float | None = Field(default=None, ge=0, le=1e6, allow_inf_nan=False)
+    params: int | None = Field(default=None, ge=0, le=10**13)
+    layers: list[ScriptLayer] = Field(default_factory=list, max_length=500)
+    regularization: ShortText = Field(default="none", description="e.g. 'L2 0.01 · dropout 0.5'")
+    dataset: ShortText | None = None
+    host: ShortText | None = None
+    command: ShortText | None = Field(default=None, description="The script's command line")
+    framework: ShortText | None = Field(default=None, description="e.g. 'keras 3.15 (jax)'")
+    log_every: Literal["epoch", "batch"] | int = Field(
+        default="epoch", description="epoch, batch, or every N batches"
+    )
+
+
 class ExperimentOut(BaseModel):
     id: int
     name: str
     status: Status
-    spec: ExperimentSpec
+    spec: ExperimentSpec | None = Field(description="The spec of a queued run; null for a script")
+    script: ScriptInfo | None = Field(
+        default=None, description="What a script run told about itself; null for a queued run"
+    )
     regularization: str = Field(description="The regularization in a few words")
     task: Task = Field(description="classification or regression, from the dataset")
     created_at: UtcDatetime
@@ -79,15 +115,31 @@ class ExperimentOut(BaseModel):
 
     @classmethod
     def of(cls, row: Experiment) -> ExperimentOut:
-        spec = ExperimentSpec.model_validate(row.spec)
         assert row.id is not None
+        spec: ExperimentSpec | None = None
+        script: ScriptInfo | None = None
+        if row.source == "script":
+            script = ScriptInfo.model_validate(row.spec.get("script", {}))
+            regularization, task, epochs_total = (
+                script.regularization,
+                script.task,
+                script.epochs or row.epochs_done,
+            )
+        else:
+            spec = ExperimentSpec.model_validate(row.spec)
+            regularization, task, epochs_total = (
+                spec.describe_regularization(),
+                spec.dataset.info.task,
+                spec.training.epochs,
+            )
         return cls(
             id=row.id,
             name=row.name,
             status=Status(row.status),
             spec=spec,
-            regularization=spec.describe_regularization(),
-            task=spec.dataset.info.task,
+            script=script,
+            regularization=regularization,
+            task=task,
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
@@ -98,7 +150,7 @@ class ExperimentOut(BaseModel):
             error=row.error,
             error_epoch=row.error_epoch,
             epochs_done=row.epochs_done,
-            epochs_total=spec.training.epochs,
+            epochs_total=epochs_total,
             last_metrics=row.last_metrics or {},
             best_epoch=row.best_epoch,
             best_val_data_loss=row.best_val_data_loss,
@@ -168,6 +220,9 @@ class ClaimIn(BaseModel):
     devices: list[ShortText] = Field(default_factory=list, max_length=64)
     slot: ShortText = Field(description="The device of the slot asking for work")
     wait: float = Field(default=20.0, ge=0, le=60, description="Seconds to long-poll")
+    plugins: list[PluginName] = Field(
+        default_factory=list, max_length=200, description="Regularizer plugins on this host"
+    )
 
 
 class ClaimOut(BaseModel):
