@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     sse_queue_size: int = Field(default=1000, ge=1)
     max_model_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)  # every other route's body
+    max_dataset_bytes: int = Field(default=64 * 1024 * 1024, ge=1)  # an uploaded CSV/NPZ
     graceful_shutdown_seconds: float = 3.0
 
     # Access. Without `token` the server trusts whoever reaches it, so it only serves
