@@ -1,10 +1,11 @@
 """The largest request body the server reads, enforced before any handler reads it.
 
 A JSON route never needs more than `max_body_bytes` (1 MiB by default); the worker's model
-upload takes up to `max_model_bytes`. A request whose Content-Length is over the limit is
-answered 413 at once, its body unread. A body sent without a length (chunked) is counted
-as the handler reads it, and refused as soon as it passes the limit, so a 10 MB body is
-never held whole: at most one more chunk than the limit is read.
+upload takes up to `max_model_bytes`, a dataset upload `max_dataset_bytes`. A request
+whose Content-Length is over the limit is answered 413 at once, its body unread. A body
+sent without a length (chunked) is counted as the handler reads it, and refused as soon as
+it passes the limit, so a 10 MB body is never held whole: at most one more chunk than the
+limit is read.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def body_limit(settings: Settings, method: str, path: str) -> int:
     """The most bytes a request to this path may send."""
     if method == "PUT" and MODEL_UPLOAD.match(path):
         return settings.max_model_bytes
+    if method == "POST" and path == "/api/datasets":
+        return settings.max_dataset_bytes
     return settings.max_body_bytes
 
 

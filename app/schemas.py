@@ -196,6 +196,18 @@ class WorkerOut(BaseModel):
     running: list[RunningExperiment]
 
 
+class PluginOut(BaseModel):
+    name: str
+    workers: int = Field(description="Live workers that offer it")
+
+
+class RegularizersOut(BaseModel):
+    builtin: list[str] = Field(description="Kinds every worker has")
+    plugins: list[PluginOut] = Field(
+        description="Plugins registered on the hosts of workers seen in the last few minutes"
+    )
+
+
 class ErrorOut(BaseModel):
     detail: str
 

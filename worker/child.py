@@ -20,9 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import httpx
+
+if TYPE_CHECKING:
+    from app.client import WorkerClient
+    from app.spec import ExperimentSpec
 
 T = TypeVar("T")
 log = logging.getLogger("reglab.child")
@@ -118,10 +122,8 @@ def _retry(call: Callable[[], T], *, deadline_seconds: float = 300.0) -> T:
 
 def run_job(job: dict[str, Any], emit: Callable[..., None]) -> None:
     """Train one claimed run and report it to the server."""
-    from app.client import LeaseLostError, WorkerClient
+    from app.client import ReglabError, WorkerClient
     from app.spec import ExperimentSpec
-    from worker.streaming import MetricSender, StreamingCallback
-    from worker.training import Diverged, train
 
     experiment_id: int = job["experiment_id"]
     token: str = job["lease_token"]
@@ -130,6 +132,39 @@ def run_job(job: dict[str, Any], emit: Callable[..., None]) -> None:
     device = describe_device()
     _retry(lambda: client.started(experiment_id, token, device))
     emit("started", device=device)
+    with tempfile.TemporaryDirectory(prefix="reglab-data-") as folder:
+        try:
+            _fetch_upload(client, spec, Path(folder))
+        except ReglabError as error:  # e.g. the upload was deleted after the submit
+            outcome = {"status": "failed", "error": f"cannot fetch the dataset: {error}"}
+            _retry(lambda: client.finish(experiment_id, token, **outcome, error_epoch=0))
+            emit("finished", **outcome)
+            return
+        _train_and_report(client, spec, experiment_id, token, emit)
+
+
+def _fetch_upload(client: WorkerClient, spec: ExperimentSpec, folder: Path) -> None:
+    """Download the run's uploaded dataset, if it has one, for worker.datasets to read."""
+    from worker.datasets import use_upload_file
+
+    upload = spec.dataset.upload
+    if upload is None:
+        return
+    path = folder / f"dataset-{upload.id}.npz"
+    _retry(lambda: client.download_dataset(upload.id, path))
+    use_upload_file(upload.id, path)
+
+
+def _train_and_report(
+    client: WorkerClient,
+    spec: ExperimentSpec,
+    experiment_id: int,
+    token: str,
+    emit: Callable[..., None],
+) -> None:
+    from app.client import LeaseLostError
+    from worker.streaming import MetricSender, StreamingCallback
+    from worker.training import Diverged, train
 
     sender = MetricSender(
         upload=lambda points: client.upload_metrics(experiment_id, token, points)

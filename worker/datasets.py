@@ -1,21 +1,24 @@
-"""Built-in datasets, split and corrupted the same way for every seed.
+"""Built-in and uploaded datasets, split and corrupted the same way for every seed.
 
-Nothing is ever downloaded: three datasets ship with scikit-learn and three are
-generated. The knobs that provoke over-fitting (`train_fraction`, `label_noise`) touch
-the training split only, so validation and test always measure true generalization.
+Built-in ones are never downloaded: three ship with scikit-learn and three are generated.
+An uploaded one is fetched from the server by the training child before training
+(`use_upload_file`) and read with `allow_pickle=False`. The knobs that provoke
+over-fitting (`train_fraction`, `label_noise`) touch the training split only, so validation
+and test always measure true generalization.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
 
-from app.spec import DATASETS, DatasetSpec
+from app.spec import DATASETS, UPLOAD, DatasetInfo, DatasetSpec
 
 Layout = Literal["flat", "image", "sequence"]
 
@@ -25,6 +28,15 @@ GENERATION_SEED = 1234
 DEFAULT_NOISE = {"moons": 0.25, "noisy_regression": 0.3, "periodic_series": 0.5}
 SERIES_LENGTH = 64
 SERIES_CYCLES = (2, 4, 6, 8)  # cycles per window, one per class
+
+
+# Uploaded datasets this process has on disk, by id (the training child downloads them).
+_UPLOAD_FILES: dict[int, Path] = {}
+
+
+def use_upload_file(upload_id: int, path: Path) -> None:
+    """Say where the stored arrays (x, y) of an uploaded dataset are on this host."""
+    _UPLOAD_FILES[upload_id] = path
 
 
 @dataclass
@@ -46,9 +58,9 @@ def load_dataset(spec: DatasetSpec, seed: int, layout: Layout = "flat") -> Split
     Layouts: "flat" (n, features); "image" (n, h, w, c), digits only; "sequence"
     (n, steps, 1), where a tabular dataset's features become the steps.
     """
-    info = DATASETS[spec.name]
+    info = spec.info
     if layout == "image" and info.image is None:
-        raise ValueError(f"dataset '{spec.name}' has no image layout")
+        raise ValueError(f"dataset '{info.description or spec.name}' has no image layout")
     x, y = _raw(spec)
     classification = info.task == "classification"
 
@@ -59,7 +71,7 @@ def load_dataset(spec: DatasetSpec, seed: int, layout: Layout = "flat") -> Split
 
     if spec.name == "digits":
         scale = _divide_by(16.0)
-    elif spec.name == "periodic_series":
+    elif spec.name == "periodic_series" or (spec.name == UPLOAD and info.image is not None):
         scale = _standardizer(x_train, per_feature=False)  # keep each wave's shape
     else:
         scale = _standardizer(x_train, per_feature=True)
@@ -90,6 +102,8 @@ def load_dataset(spec: DatasetSpec, seed: int, layout: Layout = "flat") -> Split
 
 def _raw(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """All samples of the dataset, x as (n, features) float64."""
+    if spec.upload is not None:
+        return _uploaded(spec.upload.id, spec.info)
     info = DATASETS[spec.name]
     n = spec.n_samples or info.default_samples
     noise = spec.noise if spec.noise is not None else DEFAULT_NOISE.get(spec.name, 0.0)
@@ -108,6 +122,20 @@ def _raw(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     else:
         raise ValueError(f"unknown dataset '{spec.name}'")
     return np.asarray(x, dtype=np.float64), np.asarray(y)
+
+
+def _uploaded(upload_id: int, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
+    path = _UPLOAD_FILES.get(upload_id)
+    if path is None:
+        raise ValueError(f"uploaded dataset {upload_id} was not fetched to this host")
+    with np.load(path, allow_pickle=False) as arrays:
+        x, y = arrays["x"], arrays["y"]
+    if x.shape[0] != y.shape[0] or int(np.prod(x.shape[1:])) != info.features:
+        raise ValueError(
+            f"uploaded dataset {upload_id} has x {x.shape}, y {y.shape}: "
+            f"not the {info.features} features it was registered with"
+        )
+    return x.reshape(len(x), -1).astype(np.float64), y
 
 
 def noisy_curve(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

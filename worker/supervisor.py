@@ -28,6 +28,7 @@ import httpx
 
 from app.client import LeaseLostError, ReglabError, WorkerClient
 from worker.devices import Slot
+from worker.plugins import plugin_names
 
 log = logging.getLogger("reglab.worker")
 
@@ -136,6 +137,7 @@ class Supervisor:
         self.slots = slots
         self.claim_wait = claim_wait
         self.host = socket.gethostname()
+        self.plugins = plugin_names()  # told to the server with every claim
         self.worker_id = worker_id or f"{self.host}-{os.getpid()}-{secrets.token_hex(3)}"
         self.stopping = threading.Event()
         self._transport = transport
@@ -213,6 +215,7 @@ class Supervisor:
                 devices=[s.name for s in self.slots],
                 slot=slot.name,
                 wait=self.claim_wait,
+                plugins=self.plugins,
             )
         except (httpx.TransportError, ReglabError, RuntimeError) as error:
             if self.stopping.is_set():

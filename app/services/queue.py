@@ -24,17 +24,25 @@ class LeaseLost(Exception):
     """The caller's lease token no longer holds the run."""
 
 
-def touch_worker(session: Session, *, worker_id: str, host: str, devices: list[str]) -> None:
+def touch_worker(
+    session: Session,
+    *,
+    worker_id: str,
+    host: str,
+    devices: list[str],
+    plugins: list[str] | None = None,
+) -> None:
     """Record a worker as seen now. One upsert: a new worker's slots claim at the same
     moment, and a read-then-insert would collide on the key (PostgreSQL)."""
     now = utcnow()
+    plugins = sorted(set(plugins or []))
     statement = dialect_insert(session, Worker).values(
-        id=worker_id, host=host, devices=devices, started_at=now, last_seen=now
+        id=worker_id, host=host, devices=devices, plugins=plugins, started_at=now, last_seen=now
     )
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["id"],
-            set_={"host": host, "devices": devices, "last_seen": now},
+            set_={"host": host, "devices": devices, "plugins": plugins, "last_seen": now},
         )
     )
 
@@ -46,9 +54,10 @@ def claim(
     host: str,
     devices: list[str],
     lease_seconds: float,
+    plugins: list[str] | None = None,
 ) -> Experiment | None:
     """Take the oldest queued experiment for this worker, or None when there is none."""
-    touch_worker(session, worker_id=worker_id, host=host, devices=devices)
+    touch_worker(session, worker_id=worker_id, host=host, devices=devices, plugins=plugins)
     row = session.exec(
         select(Experiment)
         .where(Experiment.status == Status.queued)

@@ -208,6 +208,40 @@ def test_uploads_land_only_where_the_server_chooses(served: tuple[str, int]) -> 
     assert stored[0].read_bytes() == MODEL_BYTES
 
 
+def test_dataset_routes_take_no_path_from_the_request(served: tuple[str, int]) -> None:
+    url, _ = served
+    upload = httpx.post(
+        f"{url}/api/datasets",
+        params={"name": "../../etc/passwd"},
+        content=b"a,b,y\n" + b"".join(f"{i},{i % 3},{i % 2}\n".encode() for i in range(20)),
+    )
+    assert upload.status_code == 201, upload.text
+    dataset_id = upload.json()["id"]
+    arrays = httpx.get(f"{url}/api/datasets/{dataset_id}/file").content
+    data_dir = get_settings().data_dir.resolve()
+    before = sorted(data_dir.parent.rglob("*"))
+    requests = [
+        request
+        for traversal in TRAVERSALS
+        for request in (
+            ("GET", f"/api/datasets/{traversal}/file"),
+            ("GET", f"/api/datasets/{dataset_id}/{traversal}"),
+            ("GET", f"/api/datasets/{dataset_id}/file/{traversal}"),
+            ("GET", f"/api/datasets/{dataset_id}/file?path={traversal}"),
+            ("GET", f"/api/worker/datasets/{traversal}"),
+            ("GET", f"/api/worker/datasets/{dataset_id}/{traversal}"),
+            ("DELETE", f"/api/datasets/{traversal}"),
+            ("POST", f"/api/datasets?name={traversal}&format={traversal}"),
+            ("POST", f"/api/datasets/{traversal}"),
+        )
+    ]
+    assert refusals_or_legitimate(url, requests, {arrays}) == []
+    assert sorted(data_dir.parent.rglob("*")) == before
+    stored = sorted(path.relative_to(data_dir) for path in (data_dir / "datasets").iterdir())
+    assert len(stored) == 1 and stored[0].suffix == ".npz"
+    assert httpx.get(f"{url}/api/datasets/{dataset_id}/file").content == arrays
+
+
 def test_a_tampered_model_path_is_never_served(served: tuple[str, int], tmp_path: Path) -> None:
     """Even a row pointing outside the data folder (it never comes from a request) serves
     nothing: the resolver refuses it."""

@@ -127,3 +127,59 @@ def test_periodic_series_classes_differ_in_frequency() -> None:
 def test_tiny_generated_set_still_splits() -> None:
     splits = load("periodic_series", n_samples=30, test_split=0.05, validation_split=0.05)
     assert len(splits.x_test) >= 1 and len(splits.x_val) >= 1
+
+
+def _uploaded(tmp_path: Any, x: np.ndarray, y: np.ndarray, **upload: Any) -> DatasetSpec:
+    from app import uploads
+    from worker.datasets import use_upload_file
+
+    source = tmp_path / "upload.npz"
+    np.savez(source, x=x, y=y)
+    parsed = uploads.parse(source, "npz", max_bytes=10**8)
+    stored = tmp_path / "stored.npz"
+    uploads.save(parsed, stored)
+    use_upload_file(7, stored)
+    return DatasetSpec(
+        name="upload",
+        upload={
+            "id": 7,
+            "task": parsed.task,
+            "classes": parsed.classes,
+            "features": parsed.features,
+            "image": parsed.image,
+            **upload,
+        },
+    )
+
+
+def test_an_uploaded_table_splits_like_a_built_in_one(tmp_path: Any) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, 3.0, size=(100, 4))
+    y = np.asarray(["cat", "dog"] * 50)
+    spec = _uploaded(tmp_path, x, y)
+    splits = load_dataset(spec, seed=0)
+    assert sum(len(part) for part in (splits.x_train, splits.x_val, splits.x_test)) == 100
+    assert splits.x_train.shape[1] == 4 and splits.y_train.dtype == np.int32
+    assert set(np.unique(splits.y_train)) == {0, 1}
+    # Standardized with the training split's statistics, like the tabular built-ins.
+    np.testing.assert_allclose(splits.x_train.mean(axis=0), 0.0, atol=1e-5)
+    again = load_dataset(spec, seed=0)
+    np.testing.assert_array_equal(again.x_val, splits.x_val)
+    assert load_dataset(spec, seed=0, layout="sequence").x_test.shape[1:] == (4, 1)
+
+
+def test_an_uploaded_image_set_has_the_image_layout(tmp_path: Any) -> None:
+    x = np.random.default_rng(1).random((60, 6, 5, 2))
+    spec = _uploaded(tmp_path, x, np.arange(60) % 3)
+    splits = load_dataset(spec, seed=1, layout="image")
+    assert splits.x_train.shape[1:] == (6, 5, 2)
+
+
+def test_an_upload_that_was_not_fetched_or_does_not_match_fails_clearly(tmp_path: Any) -> None:
+    spec = _uploaded(tmp_path, np.zeros((20, 3)), np.arange(20) % 2)
+    wrong = spec.model_copy(update={"upload": spec.upload.model_copy(update={"features": 9})})
+    with pytest.raises(ValueError, match="not the 9 features"):
+        load_dataset(wrong, seed=0)
+    missing = spec.model_copy(update={"upload": spec.upload.model_copy(update={"id": 8})})
+    with pytest.raises(ValueError, match="not fetched"):
+        load_dataset(missing, seed=0)

@@ -18,7 +18,7 @@ from app.schemas import (
     ExperimentOut,
     MetricSeries,
 )
-from app.services import experiments, metrics
+from app.services import datasets, experiments, metrics
 from app.spec import ExperimentSpec
 from app.storage import remove_artifacts, resolve_artifact
 
@@ -31,6 +31,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.post("", status_code=201, response_model=ExperimentOut, responses=BAD_BODY)
 def submit(spec: ExperimentSpec, session: SessionDep, settings: SettingsDep) -> ExperimentOut:
     """Queue an experiment."""
+    spec = datasets.resolve(session, spec)
     row = experiments.create(session=session, spec=spec, max_attempts=settings.max_attempts)
     return ExperimentOut.of(row)
 

@@ -57,6 +57,7 @@ def _try_claim(body: ClaimIn, settings: Settings) -> Experiment | None:
             host=body.host,
             devices=body.devices or [body.slot],
             lease_seconds=settings.lease_seconds,
+            plugins=body.plugins,
         )
 
 
