@@ -55,6 +55,28 @@ def test_the_host_offers_its_plugins_without_importing_them(plugin_host: None) -
     assert "reglab_orthogonality" not in sys.modules
 
 
+def test_the_supervisor_tells_the_server_its_plugins(
+    plugin_host: None, live_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor (which never imports a framework) names them in its claims, and the
+    server lists them for the form."""
+    import httpx
+
+    from app.client import WorkerClient
+    from worker import plugins, supervisor
+
+    assert plugins.plugin_names() == ["orthogonality"]
+    worker = supervisor.Supervisor(server_url=live_server, slots=[], claim_wait=0)
+    assert worker.plugins == ["orthogonality"]
+    client = WorkerClient(live_server)
+    try:  # nothing is queued; the claim registers the worker and its plugins
+        assert worker._claim(client, supervisor.Slot("CPU", "-1")) is None
+    finally:
+        client.close()
+    offered = httpx.get(f"{live_server}/api/regularizers").json()["plugins"]
+    assert offered == [{"name": "orthogonality", "workers": 1}]
+
+
 def test_a_plugin_penalty_matches_its_hand_computation(plugin_host: None) -> None:
     penalty = regularizers.from_spec(RegularizerSpec.model_validate(plugin_spec(0.5)))
     kernel = np.array([[1.0, 2.0], [0.0, 1.0], [1.0, 0.0]], dtype="float32")
