@@ -1,15 +1,185 @@
-"""Sweeps: expanding a base spec over axes and seeds, and pruning runs that lag the sweep."""
+"""Sweeps: queuing a base spec expanded over axes and seeds, reading them back with their
+runs, cancelling them, and pruning runs that lag the sweep's median."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
+from typing import Any
 
-from sqlmodel import Session
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
-from app.models import Experiment
+from app.models import Experiment, Metric, Status, Sweep
+from app.services import datasets, experiments
+from app.sweeps import SweepIn, SweepInvalid, expand
+
+# Fewest other runs of the sweep with a value at an epoch before pruning judges by them.
+MIN_PEERS = 2
+PRUNE_METRIC = "val_data_loss"  # penalty-free, so runs with different λ compare fairly
+
+
+def create(
+    session: Session, request: SweepIn, *, max_attempts: int
+) -> tuple[Sweep, list[Experiment]]:
+    """Queue one run per point and seed, tagged with the new sweep, in one transaction.
+
+    Raises RequestValidationError naming the request's field (`body.axes.0.path`, ...).
+    """
+    base = datasets.resolve(session, request.base, loc=("body", "base"))
+    try:
+        planned = expand(request, base)
+    except SweepInvalid as error:
+        raise RequestValidationError(
+            [
+                {"type": "value_error", "loc": ("body", *loc), "msg": msg, "input": None}
+                for loc, msg in error.errors
+            ]
+        ) from None
+    stored = request.model_dump(mode="json")
+    stored["base"] = base.model_dump(mode="json")
+    sweep = Sweep(name=request.name, spec=stored)
+    session.add(sweep)
+    session.flush()
+    rows = [
+        experiments.create(
+            session,
+            run.spec,
+            max_attempts=max_attempts,
+            sweep_id=sweep.id,
+            point=run.point,
+            commit=False,
+        )
+        for run in planned
+    ]
+    session.commit()
+    return sweep, rows
+
+
+def get(session: Session, sweep_id: int) -> Sweep | None:
+    return session.get(Sweep, sweep_id)
+
+
+def runs_of(session: Session, sweep_id: int) -> list[Experiment]:
+    """A sweep's runs in the order they were queued."""
+    return list(
+        session.exec(
+            select(Experiment).where(Experiment.sweep_id == sweep_id).order_by(col(Experiment.id))
+        ).all()
+    )
+
+
+def list_sweeps(session: Session, *, limit: int, offset: int) -> tuple[list[Sweep], int]:
+    """Newest first, with the total."""
+    rows = session.exec(
+        select(Sweep).order_by(col(Sweep.id).desc()).offset(offset).limit(limit)
+    ).all()
+    total = session.exec(select(func.count()).select_from(Sweep)).one()
+    return list(rows), int(total)
+
+
+def summaries(session: Session, sweep_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Per sweep: its runs' counts by status and the best `best_val_data_loss`."""
+    out: dict[int, dict[str, Any]] = {
+        sweep_id: {"counts": {}, "best": None} for sweep_id in sweep_ids
+    }
+    if not sweep_ids:
+        return out
+    rows = session.exec(
+        select(
+            Experiment.sweep_id,
+            Experiment.status,
+            func.count(),
+            func.min(Experiment.best_val_data_loss),
+        )
+        .where(col(Experiment.sweep_id).in_(list(sweep_ids)))
+        .group_by(col(Experiment.sweep_id), col(Experiment.status))
+    ).all()
+    for sweep_id, status, count, best in rows:
+        assert sweep_id is not None
+        summary = out[sweep_id]
+        summary["counts"][status] = int(count)
+        if best is not None and (summary["best"] is None or best < summary["best"]):
+            summary["best"] = float(best)
+    return out
+
+
+def cancel(session: Session, sweep_id: int) -> list[int]:
+    """Cancel the sweep's queued and running runs at once (workers stop them at their next
+    heartbeat); returns their ids."""
+    rows = session.exec(
+        select(Experiment)
+        .where(Experiment.sweep_id == sweep_id)
+        .where(col(Experiment.status).in_([Status.queued, Status.running]))
+        .order_by(col(Experiment.id))
+        .with_for_update()
+    ).all()
+    for row in rows:
+        experiments.change_status(session, row, Status.cancelled, lease_expires_at=None)
+    session.commit()
+    return [row.id for row in rows if row.id is not None]
 
 
 def after_metrics(session: Session, row: Experiment, new_epochs: Sequence[int]) -> None:
     """Called by metrics ingest (inside its transaction, before the commit) for every run
-    that received new epochs; prunes a sweep's run that lags the sweep's median."""
-    return None
+    that received new epochs; prunes a sweep's run that lags the sweep's median.
+
+    At each new epoch k ≥ `prune_after`, the run's best `val_data_loss` over epochs 0..k is
+    set against the same for every other run of the sweep that has reached epoch k; worse
+    than their median (with at least MIN_PEERS of them) marks the run pruned, and its
+    worker stops it at the next heartbeat.
+    """
+    if row.sweep_id is None or row.status != Status.running:
+        return
+    sweep = session.get(Sweep, row.sweep_id)
+    if sweep is None or not sweep.spec.get("prune"):
+        return
+    prune_after = int(sweep.spec.get("prune_after", 3))
+    for epoch in sorted(epoch for epoch in new_epochs if epoch >= prune_after):
+        best = _best_so_far(session, row.sweep_id, epoch)
+        mine = best.pop(row.id, None) if row.id is not None else None
+        if mine is None or len(best) < MIN_PEERS:
+            continue
+        median = statistics.median(best.values())
+        if mine > median:
+            experiments.change_status(
+                session,
+                row,
+                Status.pruned,
+                lease_expires_at=None,
+                error=f"pruned: best {PRUNE_METRIC} {mine:.4g} by epoch {epoch} is worse "
+                f"than the median {median:.4g} of {len(best)} other runs of the sweep",
+                error_epoch=epoch,
+            )
+            return
+
+
+def _best_so_far(session: Session, sweep_id: int, epoch: int) -> dict[int, float]:
+    """Each run of the sweep that reached `epoch`: its lowest PRUNE_METRIC up to it."""
+    rows = session.exec(
+        select(Metric.experiment_id, func.min(Metric.value))
+        .join(Experiment, col(Experiment.id) == col(Metric.experiment_id))
+        .where(Experiment.sweep_id == sweep_id)
+        .where(Metric.name == PRUNE_METRIC)
+        .where(col(Metric.epoch) <= epoch)
+        .group_by(col(Metric.experiment_id))
+        .having(func.max(Metric.epoch) >= epoch)
+    ).all()
+    return {int(run_id): float(value) for run_id, value in rows}
+
+
+def run_ids(session: Session, sweep_ids: Sequence[int]) -> dict[int, list[int]]:
+    """The ids of each sweep's runs, in order."""
+    out: dict[int, list[int]] = {sweep_id: [] for sweep_id in sweep_ids}
+    if not sweep_ids:
+        return out
+    rows = session.exec(
+        select(Experiment.sweep_id, Experiment.id)
+        .where(col(Experiment.sweep_id).in_(list(sweep_ids)))
+        .order_by(col(Experiment.id))
+    ).all()
+    for sweep_id, run_id in rows:
+        if sweep_id is not None and run_id is not None:
+            out[sweep_id].append(run_id)
+    return out
