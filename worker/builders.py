@@ -8,7 +8,7 @@ dataset's length.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import keras
 
@@ -45,18 +45,24 @@ def build_model(spec: ExperimentSpec) -> keras.Model:
     """The spec's model, compiled for `fit`, with weights seeded by `spec.training.seed`.
 
     The compiled metrics include the penalty-free `data_loss`: Keras 3 adds the penalty
-    to `loss` and `val_loss`, and runs with different λ compare on data loss only.
+    to `loss` and `val_loss`, and runs with different λ compare on data loss only. A spec
+    with a λ schedule gets a `PenaltyScale` layer first, whose weight scales every penalty.
     """
     keras.utils.set_random_seed(spec.training.seed)
     info = spec.dataset.info
     model = keras.Sequential(name="reglab")
     model.add(keras.Input(shape=input_shape(spec), name="input"))
+    scale = None
+    if spec.training.schedule is not None:
+        holder = regularizers.PenaltyScale(name="penalty_scale")
+        model.add(holder)
+        scale = holder.scale
     flattened = input_layout(spec) == "flat"
     for index, layer in enumerate(spec.model.layers):
         if layer.type == "dense" and not flattened:
             model.add(keras.layers.Flatten(name="flatten"))
             flattened = True
-        for keras_layer in _layers_for(layer, index):
+        for keras_layer in _layers_for(layer, index, scale):
             model.add(keras_layer)
     if not flattened:
         model.add(keras.layers.Flatten(name="flatten"))
@@ -72,12 +78,19 @@ def build_model(spec: ExperimentSpec) -> keras.Model:
     return model
 
 
-def _layers_for(layer: LayerSpec, index: int) -> list[keras.layers.Layer]:
-    """The Keras layers for one LayerSpec: the layer, its pooling, its dropout."""
+def _layers_for(layer: LayerSpec, index: int, scale: Any = None) -> list[keras.layers.Layer]:
+    """The Keras layers for one LayerSpec: the layer, its pooling, its dropout. With a
+    λ schedule's `scale` variable, every penalty is multiplied by it."""
     penalties = {
-        "kernel_regularizer": regularizers.from_spec(layer.regularizer),
-        "bias_regularizer": regularizers.from_spec(layer.bias_regularizer),
-        "activity_regularizer": regularizers.from_spec(layer.activity_regularizer),
+        "kernel_regularizer": regularizers.scheduled(
+            regularizers.from_spec(layer.regularizer), scale
+        ),
+        "bias_regularizer": regularizers.scheduled(
+            regularizers.from_spec(layer.bias_regularizer), scale
+        ),
+        "activity_regularizer": regularizers.scheduled(
+            regularizers.from_spec(layer.activity_regularizer), scale
+        ),
     }
     name = f"{layer.type}_{index}"
     built: list[keras.layers.Layer] = []

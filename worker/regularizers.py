@@ -7,6 +7,7 @@ the TensorFlow and JAX backends.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from app.spec import RegularizerSpec
+from app.spec import RegularizerSpec, ScheduleSpec
 
 
 def _strength(value: float, x: Any) -> Any:
@@ -205,3 +206,94 @@ def penalty_of(weights: Iterable[Any], spec: RegularizerSpec | None) -> Any:
     if not terms:
         return ops.convert_to_tensor(0.0)
     return ops.sum(ops.stack(terms))
+
+
+# --- λ schedules ---------------------------------------------------------------------
+# Every penalty of a run with a schedule is wrapped in `Scheduled`, which multiplies it by
+# one shared scale: the non-trainable weight of the model's `PenaltyScale` layer. A layer
+# weight (not a free variable) is part of the model's state, so `fit` on JAX passes its
+# current value into the compiled step rather than baking in the value it was traced with.
+
+
+def schedule_scale(schedule: ScheduleSpec | None, epoch: int, epochs: int) -> float:
+    """The scale of λ at the start of `epoch` (0-based) of a run of `epochs` epochs.
+
+    constant: 1. warmup: `epoch / warmup_epochs` up to 1 (0 at the first epoch).
+    cosine: `f + (1 - f) · (1 + cos(π · epoch / (epochs - 1))) / 2`, 1 at the first epoch
+    and `final_fraction` (f) at the last.
+    """
+    if schedule is None or schedule.kind == "constant":
+        return 1.0
+    if schedule.kind == "warmup":
+        return min(1.0, epoch / schedule.warmup_epochs)
+    if epochs <= 1:
+        return 1.0
+    progress = min(max(epoch / (epochs - 1), 0.0), 1.0)
+    final = schedule.final_fraction
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@keras.saving.register_keras_serializable(package="reglab")
+class PenaltyScale(keras.layers.Layer):
+    """An identity layer that holds the current scale of every penalty, `scale`.
+
+    The training loops set it at each epoch's start; a saved model keeps the last value,
+    and a loaded model's penalties are plain again (the link to `Scheduled` is not saved).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = self.add_weight(
+            shape=(), initializer="ones", trainable=False, name="scale", dtype="float32"
+        )
+
+    def call(self, inputs: Any) -> Any:
+        return inputs
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="reglab")
+class Scheduled(keras.regularizers.Regularizer):
+    """A penalty times the shared scale of a `PenaltyScale` layer: `scale · R(w)`.
+
+    Args:
+        regularizer: the penalty (any Keras regularizer, plugins included).
+        scale: the scale variable; None (as after loading) leaves the penalty as it is.
+    """
+
+    def __init__(
+        self, regularizer: keras.regularizers.Regularizer | dict[str, Any], scale: Any = None
+    ) -> None:
+        if isinstance(regularizer, dict):
+            regularizer = keras.regularizers.deserialize(regularizer)
+        self.regularizer = regularizer
+        self.scale = scale
+
+    def __call__(self, x: Any) -> Any:
+        penalty = self.regularizer(x)
+        if self.scale is None:
+            return penalty
+        penalty = ops.convert_to_tensor(penalty)
+        return ops.cast(self.scale, penalty.dtype) * penalty
+
+    def get_config(self) -> dict[str, Any]:
+        return {"regularizer": keras.regularizers.serialize(self.regularizer)}
+
+
+def scheduled(
+    regularizer: keras.regularizers.Regularizer | None, scale: Any
+) -> keras.regularizers.Regularizer | None:
+    """`regularizer` scaled by `scale`, or as it is when either is None."""
+    if regularizer is None or scale is None:
+        return regularizer
+    return Scheduled(regularizer, scale)
+
+
+def penalty_scale(model: keras.Model) -> Any:
+    """The scale variable of a model built with a schedule, else None."""
+    for layer in model.layers:
+        if isinstance(layer, PenaltyScale):
+            return layer.scale
+    return None

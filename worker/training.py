@@ -6,6 +6,11 @@ floats under exactly the names of `EPOCH_METRICS_*` in `app.spec` (less
 `epoch_seconds`, which the streaming callback adds). `loss` and `val_loss` include the
 penalty as Keras reports them; `data_loss` and `val_data_loss` leave it out, and
 `reg_loss` is the difference, the epoch's mean penalty.
+
+A λ schedule (`spec.training.schedule`) sets the shared penalty scale at each epoch's
+start, and the logs gain `reg_scale`. Early stopping (`spec.training.early_stopping`)
+watches `val_data_loss` in both engines, restores the best epoch's weights before the test
+evaluation, and reports the epoch it stopped at as the test metric `stopped_epoch`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from app.spec import EPOCH_METRICS_CLASSIFICATION, EPOCH_METRICS_REGRESSION, ExperimentSpec, Task
+from app.spec import (
+    EPOCH_METRICS_CLASSIFICATION,
+    EPOCH_METRICS_REGRESSION,
+    EarlyStoppingSpec,
+    ExperimentSpec,
+    Task,
+)
 from worker import regularizers
 from worker.builders import build_model, input_layout, make_loss
 from worker.datasets import Splits, load_dataset
@@ -46,6 +57,7 @@ class TrainingResult:
     test_metrics: dict[str, float]  # test_loss, test_data_loss, test_accuracy or test_mae
     best_epoch: int | None  # the epoch with the lowest val_data_loss
     epochs_completed: int
+    stopped_epoch: int | None = None  # the epoch early stopping ended training after
 
 
 def epoch_metric_names(task: Task) -> tuple[str, ...]:
@@ -71,12 +83,20 @@ def train(
         test_metrics = _train_custom(spec, model, splits, feed)
     else:
         test_metrics = _train_fit(spec, model, splits, feed)
+    stopper = feed.early_stopping
+    stopped_epoch = stopper.stopped_epoch if stopper is not None else None
+    if stopped_epoch is not None:
+        test_metrics["stopped_epoch"] = float(stopped_epoch)
+    best = best_epoch(feed.history)
+    if stopper is not None and stopper.restored:
+        best = stopper.best_epoch  # the epoch whose weights the model now holds
     return TrainingResult(
         model=model,
         history=feed.history,
         test_metrics=test_metrics,
-        best_epoch=best_epoch(feed.history),
+        best_epoch=best,
         epochs_completed=len(feed.history["loss"]),
+        stopped_epoch=stopped_epoch,
     )
 
 
@@ -84,6 +104,47 @@ def best_epoch(history: Mapping[str, Sequence[float]]) -> int | None:
     """The epoch index with the lowest finite `val_data_loss`, None when there is none."""
     values = [(v, i) for i, v in enumerate(history.get("val_data_loss", ())) if math.isfinite(v)]
     return min(values)[1] if values else None
+
+
+class EarlyStopping:
+    """Stops training when `val_data_loss` has not improved by `min_delta` for `patience`
+    epochs, and keeps a copy of the best epoch's weights to restore at the end.
+
+    Unlike Keras' own callback it works the same in both engines; the best weights are
+    restored whether or not training stopped early (the model then is the best epoch's).
+
+    Args:
+        spec: patience, min_delta and restore_best_weights.
+        model: the model whose weights are copied and restored.
+    """
+
+    def __init__(self, spec: EarlyStoppingSpec, model: keras.Model) -> None:
+        self.spec = spec
+        self.model = model
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self.best_weights: list[np.ndarray] | None = None
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+        self.restored = False
+
+    def update(self, epoch: int, val_data_loss: float) -> bool:
+        """Record an epoch's `val_data_loss`; True when training should stop after it."""
+        if math.isfinite(val_data_loss) and val_data_loss < self.best - self.spec.min_delta:
+            self.best, self.best_epoch, self.wait = val_data_loss, epoch, 0
+            if self.spec.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return False
+        self.wait += 1
+        if self.wait >= self.spec.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+    def restore(self) -> None:
+        if self.spec.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            self.restored = True
 
 
 class _EpochFeed:
@@ -99,10 +160,26 @@ class _EpochFeed:
         self.model = model
         self.callbacks = list(callbacks)
         self.names = epoch_metric_names(spec.dataset.info.task)
+        self.schedule = spec.training.schedule
+        self.epochs = spec.training.epochs
+        self.scale = regularizers.penalty_scale(model)
+        if self.schedule is not None:
+            self.names = (*self.names, "reg_scale")
+        self.early_stopping = (
+            EarlyStopping(spec.training.early_stopping, model)
+            if spec.training.early_stopping is not None
+            else None
+        )
         self.history: dict[str, list[float]] = {name: [] for name in self.names}
+        params = {
+            "epochs": spec.training.epochs,
+            "steps": steps,
+            "verbose": 0,
+            "histogram_every": spec.training.histogram_every,
+        }
         for callback in self.callbacks:
             callback.set_model(model)
-            callback.set_params({"epochs": spec.training.epochs, "steps": steps, "verbose": 0})
+            callback.set_params(params)
 
     def train_begin(self) -> None:
         self.model.stop_training = False
@@ -110,6 +187,8 @@ class _EpochFeed:
             callback.on_train_begin({})
 
     def epoch_begin(self, epoch: int) -> None:
+        if self.scale is not None:
+            self.scale.assign(regularizers.schedule_scale(self.schedule, epoch, self.epochs))
         for callback in self.callbacks:
             callback.on_epoch_begin(epoch, {})
 
@@ -120,17 +199,26 @@ class _EpochFeed:
             raise Diverged(epoch)
         logs["reg_loss"] = logs["loss"] - logs["data_loss"]
         logs["lr"] = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        if self.scale is not None:
+            logs["reg_scale"] = float(ops.convert_to_numpy(self.scale))
         missing = set(self.names) - logs.keys()
         if missing:
             raise RuntimeError(f"epoch logs lack {sorted(missing)}")
         logs = {name: logs[name] for name in self.names}
         for name in self.names:
             self.history[name].append(logs[name])
+        # Decided before the callbacks run, so that they see `stop_training` at the last epoch.
+        if self.early_stopping is not None and self.early_stopping.update(
+            epoch, logs["val_data_loss"]
+        ):
+            self.model.stop_training = True
         for callback in self.callbacks:
             callback.on_epoch_end(epoch, logs)
         return logs
 
     def train_end(self) -> None:
+        if self.early_stopping is not None:
+            self.early_stopping.restore()
         last = {name: values[-1] for name, values in self.history.items() if values}
         for callback in self.callbacks:
             callback.on_train_end(last)
@@ -198,13 +286,18 @@ def _train_custom(
     optimizer = model.optimizer
     optimizer.build(model.trainable_variables)
     global_regularizer = spec.training.global_regularizer
+    scale = regularizers.penalty_scale(model)
 
     def penalty() -> Any:
         # Keras 3 recomputes weight penalties from the current weights on each read of
-        # `model.losses`; activity penalties come from the forward pass just made.
+        # `model.losses`; activity penalties come from the forward pass just made. The
+        # per-layer penalties carry the schedule's scale already; the global one gets it here.
         terms = list(model.losses)
         if global_regularizer is not None:
-            terms.append(regularizers.penalty_of(model.trainable_variables, global_regularizer))
+            term = regularizers.penalty_of(model.trainable_variables, global_regularizer)
+            if scale is not None:
+                term = term * ops.cast(scale, term.dtype)
+            terms.append(term)
         return ops.sum(ops.stack(terms)) if terms else ops.convert_to_tensor(0.0)
 
     def score(y: Any, y_pred: Any) -> Any:
