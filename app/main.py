@@ -33,8 +33,8 @@ from app.api.routes import (
     sweeps,
     worker,
 )
-from app.db import session_scope
-from app.events import broker
+from app.db import is_sqlite, normalize_url, session_scope
+from app.events import PgRelay, broker
 from app.limits import BodyLimitMiddleware
 from app.security import SecurityMiddleware
 from app.services import queue
@@ -67,11 +67,32 @@ async def _sweep_forever(interval: float, grace: float) -> None:
             log.exception("lease sweep failed")
 
 
+async def _start_relay(database_url: str, wait: float) -> tuple[PgRelay, asyncio.Task[None]]:
+    """On PostgreSQL, listen for every replica's events before serving (up to `wait`
+    seconds; past that the relay keeps trying in the background and this replica's own
+    events are published directly meanwhile)."""
+    relay = PgRelay(broker, database_url)
+    broker.relay = relay
+    task = asyncio.create_task(relay.run(), name="reglab-event-relay")
+    if not await relay.wait_listening(wait):
+        log.warning("event relay not listening yet; other replicas' points will not be live")
+    return relay, task
+
+
+async def _stop(task: asyncio.Task[None], timeout: float) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await asyncio.wait_for(task, timeout)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     broker.queue_size = settings.sse_queue_size
     broker.bind(asyncio.get_running_loop())
+    relay_task = None
+    if not is_sqlite(normalize_url(settings.database_url)):
+        _, relay_task = await _start_relay(settings.database_url, wait=5.0)
     # What start-up made lives as long as the server: keep it out of every full garbage
     # collection, which otherwise scanned it on every second history request (~60 ms).
     gc.collect()
@@ -82,9 +103,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        await _stop(sweeper, timeout=1.0)
+        if relay_task is not None:
+            await _stop(relay_task, timeout=1.0)  # closes its connection
+            broker.relay = None
         broker.unbind()
 
 
