@@ -16,7 +16,14 @@ from fastapi.responses import HTMLResponse
 
 router = APIRouter(include_in_schema=False)
 STATIC_DIR = Path(__file__).resolve().parents[3] / "static"
-PAGES = {"runs": "index.html", "new": "new.html", "run": "run.html", "compare": "compare.html"}
+PAGES = {
+    "runs": "index.html",
+    "new": "new.html",
+    "run": "run.html",
+    "compare": "compare.html",
+    "sweeps": "sweeps.html",
+    "sweep": "sweep.html",
+}
 
 
 @cache
@@ -63,6 +70,16 @@ def run_page(experiment_id: int) -> HTMLResponse:
 @router.get("/compare")
 def compare_page() -> HTMLResponse:
     return _html("compare")
+
+
+@router.get("/sweeps")
+def sweeps_page() -> HTMLResponse:
+    return _html("sweeps")
+
+
+@router.get("/sweeps/{sweep_id}")
+def sweep_page(sweep_id: int) -> HTMLResponse:
+    return _html("sweep")
 
 
 @router.get("/vendor/plotly-{version}.min.js")
