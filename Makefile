@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench bench-mlflow clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "reglab needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -30,6 +30,17 @@ bench: $(STAMP)
 	$(BIN)/python bench/train_overhead.py
 	$(BIN)/python bench/live_latency.py
 	$(BIN)/python bench/queue_latency.py
+	$(BIN)/python bench/sweep_throughput.py
+	@if $(BIN)/python -c 'import mlflow' 2>/dev/null; then \
+		$(BIN)/python bench/vs_mlflow.py; \
+	else \
+		echo "bench/vs_mlflow.py skipped: MLflow is not installed; run 'make bench-mlflow'"; \
+	fi
+
+# The benchmark against MLflow's tracking server needs the bench extra (MLflow itself).
+bench-mlflow: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/vs_mlflow.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

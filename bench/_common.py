@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 
@@ -142,6 +142,23 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and all its descendants (a server that forks workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError):
+            total += process_cpu(current)
+        pending.extend(children.get(current, []))
+    return total
+
+
 def loadavg() -> str:
     """The 1-, 5- and 15-minute load averages (other tenants' work shows here)."""
     one, five, fifteen = os.getloadavg()
@@ -169,7 +186,12 @@ class Server:
 
     Use as a context manager; `url` is its base URL. `env` adds REGLAB_* settings (for
     example a long lease, so that a benchmark that sends no heartbeats keeps its runs).
+    A subclass serves something else by overriding `command`, `environment` and
+    `health_path` (see `MlflowServer`).
     """
+
+    folder_prefix: ClassVar[str] = "reglab-bench-"
+    health_path: ClassVar[str] = "/api/health"
 
     env: dict[str, str] = field(default_factory=dict)
     root: Path = ROOT  # the checkout whose app/ is served (another one to compare a patch)
@@ -181,7 +203,7 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     _log: Any = None
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -189,25 +211,31 @@ class Server:
         self.stop()
 
     def start(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="reglab-bench-", dir="/tmp"))
+        self.folder = Path(tempfile.mkdtemp(prefix=self.folder_prefix, dir="/tmp"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = quiet_env(
-            REGLAB_DATABASE_URL=f"sqlite:///{self.folder / 'bench.db'}",
-            REGLAB_DATA_DIR=str(self.folder / "data"),
-            REGLAB_SERVER_URL=self.url,
-            **self.env,
-        )
         self._log = (self.folder / "server.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+            self.command(),
             cwd=self.root,
-            env=env,
+            env=self.environment(),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.wait_healthy()
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)]
+
+    def environment(self) -> dict[str, str]:
+        assert self.folder is not None
+        return quiet_env(
+            REGLAB_DATABASE_URL=f"sqlite:///{self.folder / 'bench.db'}",
+            REGLAB_DATA_DIR=str(self.folder / "data"),
+            REGLAB_SERVER_URL=self.url,
+            **self.env,
+        )
 
     def wait_healthy(self) -> None:
         assert self.process is not None
@@ -216,7 +244,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited ({self.process.returncode}):\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/api/health", timeout=2.0).status_code == 200:
+                if httpx.get(self.url + self.health_path, timeout=2.0).status_code == 200:
                     return
             time.sleep(0.1)
         self.stop()
@@ -266,6 +294,127 @@ def stop_process(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             process.wait()
+
+
+@dataclass
+class MlflowServer(Server):
+    """MLflow's tracking server (`mlflow server`, the bench extra) on its own SQLite file.
+
+    One uvicorn worker process, like reglab's server, and no job runner (its huey
+    consumer would take CPU from the measured processes). Artifacts go to the temp folder.
+    """
+
+    folder_prefix: ClassVar[str] = "reglab-bench-mlflow-"
+    health_path: ClassVar[str] = "/health"
+
+    def command(self) -> list[str]:
+        assert self.folder is not None
+        mlflow = Path(sys.executable).with_name("mlflow")
+        return [
+            str(mlflow) if mlflow.exists() else "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.folder / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(self.folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return quiet_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **self.env)
+
+
+@dataclass
+class Worker:
+    """`python -m app.cli worker --gpus none` (one CPU slot) against a running server.
+
+    Its log goes to `worker.log` in the server's temp folder.
+    """
+
+    server: Server
+    process: subprocess.Popen[bytes] | None = None
+    _log: Any = None
+
+    def __enter__(self) -> Worker:
+        assert self.server.folder is not None
+        self._log = (self.server.folder / "worker.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "app.cli", "worker"),
+                *("--server", self.server.url, "--gpus", "none"),
+            ],
+            cwd=self.server.root,
+            env=quiet_env(REGLAB_SERVER_URL=self.server.url),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+        if self._log is not None:
+            self._log.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log_text(self) -> str:
+        assert self.server.folder is not None
+        with contextlib.suppress(OSError):
+            return (self.server.folder / "worker.log").read_text()
+        return ""
+
+
+def add_finished_run(
+    client: httpx.Client,
+    spec: dict[str, Any],
+    points: list[dict[str, Any]],
+    *,
+    worker_id: str = "bench",
+) -> int:
+    """Submit `spec`, claim it, upload `points` ({epoch, values, time}) and finish it, all
+    through the REST API as a worker would; returns the run's id.
+
+    The claim takes the oldest queued run, so call this only while nothing else is queued.
+    """
+    response = client.post("/api/experiments", json=spec)
+    response.raise_for_status()
+    run_id = int(response.json()["id"])
+    claim = client.post(
+        "/api/worker/claim",
+        json={
+            "worker_id": worker_id,
+            "host": socket.gethostname(),
+            "devices": ["CPU"],
+            "slot": "CPU",
+            "wait": 5,
+        },
+    )
+    claim.raise_for_status()
+    if claim.json()["experiment_id"] != run_id:
+        raise RuntimeError(f"claimed {claim.json()['experiment_id']}, expected {run_id}")
+    token = claim.json()["lease_token"]
+    base = f"/api/worker/experiments/{run_id}"
+    client.post(
+        f"{base}/started", json={"lease_token": token, "device": "/physical_device:CPU:0"}
+    ).raise_for_status()
+    for first in range(0, len(points), 1000):
+        client.post(
+            f"{base}/metrics", json={"lease_token": token, "points": points[first : first + 1000]}
+        ).raise_for_status()
+    client.post(
+        f"{base}/finish", json={"lease_token": token, "status": "succeeded"}
+    ).raise_for_status()
+    return run_id
 
 
 @contextlib.contextmanager
