@@ -1,4 +1,9 @@
-"""A Python client for reglab's REST API and event streams (httpx).
+"""A Python client for reglab's REST API and event streams (httpx), and the Keras
+callback that streams a user's own training script (`ReglabCallback`, app/callback.py).
+
+Importing this module needs only httpx (the server's settings are read when a client is
+made without a token); `ReglabCallback` is loaded on first use, so the CLI and the worker
+supervisor that import this module never import Keras.
 
 Example:
     >>> from app.client import ReglabClient
@@ -16,12 +21,41 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import SecretStr
 
-from app.settings import get_settings
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from app.callback import ReglabCallback
+
+
+def __getattr__(name: str) -> Any:
+    """`from app.client import ReglabCallback` imports Keras then, and only then."""
+    if name == "ReglabCallback":
+        from app.callback import ReglabCallback
+
+        return ReglabCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "LeaseLostError",
+    "ReglabCallback",
+    "ReglabClient",
+    "ReglabError",
+    "ServerEvent",
+    "WorkerClient",
+    "parse_sse",
+]
+
+
+def get_settings() -> Any:
+    """The server's settings (pydantic-settings), read only when a client needs them."""
+    from app.settings import get_settings as settings
+
+    return settings()
 
 
 class ReglabError(Exception):

@@ -45,6 +45,7 @@ def create(
         status=Status.running,
         attempt=1,
         max_attempts=1,
+        created_at=now,
         started_at=now,
         lease_expires_at=now + timedelta(seconds=lease_seconds),
     )
