@@ -1,0 +1,139 @@
+"""Kernel histograms: binned off the training thread every N epochs and at the last,
+uploaded through the worker route of a real server, stored once per epoch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from app.spec import ExperimentSpec
+from tests.factories import make_spec
+from worker.streaming import (
+    HISTOGRAM_BINS,
+    MetricSender,
+    StreamingCallback,
+    histogram_due,
+    kernel_histograms,
+)
+from worker.training import train
+
+
+def test_kernel_histograms_bin_every_finite_weight() -> None:
+    kernel = np.arange(12, dtype="float32").reshape(3, 4)
+    broken = np.array([np.nan, np.inf])
+    result = kernel_histograms([("dense_0", kernel), ("broken", broken)], bins=4)
+    assert list(result) == ["dense_0"]
+    assert result["dense_0"]["edges"] == [0.0, 2.75, 5.5, 8.25, 11.0]
+    assert result["dense_0"]["counts"] == [3.0, 3.0, 3.0, 3.0]
+
+
+def test_histogram_due() -> None:
+    assert [e for e in range(12) if histogram_due(e, 12, 5)] == [0, 5, 10, 11]
+    assert not histogram_due(3, 12, 0, last=True)  # 0 turns them off
+    assert histogram_due(3, 12, 5, last=True)  # training ends here (early stopping, cancel)
+
+
+def tiny_spec(**training: Any) -> ExperimentSpec:
+    return ExperimentSpec.model_validate(
+        make_spec(
+            model={"layers": [{"type": "dense", "units": 8}, {"type": "dense", "units": 4}]},
+            training={"epochs": 8, **training},
+        )
+    )
+
+
+def claimed_run(url: str, spec: ExperimentSpec) -> dict[str, Any]:
+    assert httpx.post(f"{url}/api/experiments", json=spec.model_dump()).status_code == 201
+    response = httpx.post(
+        f"{url}/api/worker/claim", json={"worker_id": "w", "host": "h", "slot": "CPU", "wait": 0}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def histogram_upload(url: str, run: dict[str, Any]) -> Any:
+    """What the training child sends: one epoch's layers to the worker route."""
+
+    def upload(epoch: int, layers: dict[str, Any]) -> dict[str, Any]:
+        response = httpx.post(
+            f"{url}/api/worker/experiments/{run['experiment_id']}/histograms",
+            json={"lease_token": run["lease_token"], "epoch": epoch, "layers": layers},
+        )
+        response.raise_for_status()
+        return response.json()
+
+    return upload
+
+
+def test_a_real_run_sends_histograms_every_n_epochs(live_server: str) -> None:
+    spec = tiny_spec(histogram_every=3)
+    run = claimed_run(live_server, spec)
+    upload = histogram_upload(live_server, run)
+    sender = MetricSender(upload=lambda points: None, upload_histograms=upload).start()
+    result = train(spec, [StreamingCallback(sender)])
+    assert sender.close(timeout=30)
+    assert sender.sent_histograms == [0, 3, 6, 7]
+
+    stored = httpx.get(f"{live_server}/api/experiments/{run['experiment_id']}/histograms").json()
+    assert stored["epochs"] == [0, 3, 6, 7]
+    assert set(stored["layers"]) == {"dense_0", "dense_1", "output"}
+    for name, per_epoch in stored["layers"].items():
+        size = result.model.get_layer(name).kernel.shape.num_elements()
+        for histogram in per_epoch:
+            assert len(histogram["edges"]) == HISTOGRAM_BINS + 1
+            assert sum(histogram["counts"]) == size
+    # The last histogram is of the final weights.
+    kernel = np.asarray(result.model.get_layer("dense_0").kernel)
+    last = stored["layers"]["dense_0"][-1]
+    assert last["edges"][0] == pytest.approx(kernel.min()) and last["edges"][-1] == pytest.approx(
+        kernel.max()
+    )
+    # A resend stores nothing new and keeps what was there.
+    assert upload(0, {"dense_0": {"edges": [0.0, 1.0], "counts": [5.0]}}) == {"stored": False}
+    again = httpx.get(f"{live_server}/api/experiments/{run['experiment_id']}/histograms").json()
+    assert again == stored
+
+
+def test_early_stopping_sends_the_last_epochs_histograms() -> None:
+    sent: list[int] = []
+    spec = tiny_spec(
+        histogram_every=100, epochs=200, learning_rate=0.05, early_stopping={"patience": 2}
+    )
+    sender = MetricSender(
+        upload=lambda points: None, upload_histograms=lambda epoch, layers: sent.append(epoch)
+    ).start()
+    result = train(spec, [StreamingCallback(sender)])
+    assert sender.close(timeout=30)
+    assert result.stopped_epoch is not None and result.stopped_epoch < 100
+    assert sent == [0, result.stopped_epoch]
+
+
+def test_a_failing_histogram_upload_is_retried_and_sent_once() -> None:
+    calls: list[int] = []
+
+    def flaky(epoch: int, layers: dict[str, Any]) -> None:
+        calls.append(epoch)
+        if len(calls) == 1:
+            raise httpx.ConnectError("server restarting")
+
+    sender = MetricSender(upload=lambda points: None, upload_histograms=flaky).start()
+    train(tiny_spec(epochs=2, histogram_every=5), [StreamingCallback(sender)])
+    assert sender.close(timeout=30)
+    assert calls == [0, 0, 1] and sender.sent_histograms == [0, 1]
+
+
+def test_no_histograms_without_an_uploader_or_when_off() -> None:
+    points: list[dict[str, Any]] = []
+    sender = MetricSender(upload=points.extend).start()
+    train(tiny_spec(epochs=2), [StreamingCallback(sender)])
+    assert sender.close(timeout=30) and len(points) == 2 and sender.sent_histograms == []
+
+    sent: list[int] = []
+    sender = MetricSender(
+        upload=lambda points: None, upload_histograms=lambda epoch, layers: sent.append(epoch)
+    ).start()
+    train(tiny_spec(epochs=2, histogram_every=0), [StreamingCallback(sender)])
+    assert sender.close(timeout=30) and sent == []
