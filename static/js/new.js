@@ -770,8 +770,8 @@ const LAYER_AXES = [
 const MAX_AXIS_VALUES = 100;
 const MAX_AXES = 6;
 const AXIS_HINT =
-  "A list: 0, 1e-4, 1e-3 · or a range: 1e-5 … 1e-1, 5 log (5 values from 1e-5 to 1e-1, " +
-  "log-spaced; linear is the default; ... or .. for …). Random mode draws from a range.";
+  "A list: 0, 1e-4, 1e-3 · or a range: 1e-5 … 1e-1, 5 log (5 points, log-spaced; " +
+  "linear if not said; ... for …). Random mode needs no count.";
 
 const sweepSection = form.querySelector("#sweep-section");
 const sweepSummary = form.querySelector("#sweep-summary");
@@ -781,8 +781,8 @@ const addAxisButton = form.querySelector("#add-axis");
 const sweepFields = form.querySelector("#sweep-fields");
 const axisRows = []; // {row, path, values, count, remove, rowError}
 
-const modeSelect = selectInput("mode", [["grid", "grid: every combination"], ["random", "random draws"]]);
-add(sweepFields, "Mode", modeSelect);
+const modeSelect = selectInput("mode", [["grid"], ["random"]]);
+add(sweepFields, "Mode", modeSelect, { hint: "grid: every combination · random: draws" });
 add(sweepFields, "Draws", numberInput("draws", RULES.draws), { hint: "Random combinations to run" });
 add(sweepFields, "Repeat with k seeds", numberInput("seeds", RULES.seeds), {
   hint: "Each combination runs k times, seeds seed, seed+1, …",
@@ -810,10 +810,6 @@ function refreshAxisPaths() {
     axis.path.replaceChildren(...options.map(([value, label]) => el("option", { value }, label)));
     if (options.some(([value]) => value === chosen)) axis.path.value = chosen;
   }
-}
-
-function formatAxisNumber(value) {
-  return Number(value.toPrecision(6)); // 1e-5 … 1e-1 log-spaced without 0.00009999999
 }
 
 // A sweep axis's values field: {value: {values} | {low, high, count, scale}} or {error}.
@@ -853,20 +849,22 @@ function parseAxisValues(text) {
   return { value: { values } };
 }
 
-// An axis as POST /api/sweeps takes it; a grid expands a range into its values.
+// An axis as POST /api/sweeps takes it (a range in grid mode with its count of points).
 function axisSpec(path, parsed, mode) {
   if (parsed.values) return { path, values: parsed.values };
-  if (mode === "random") return { path, low: parsed.low, high: parsed.high, scale: parsed.scale };
-  const { low, high, count, scale } = parsed;
+  const axis = { path, low: parsed.low, high: parsed.high, scale: parsed.scale };
+  if (mode === "grid") axis.count = parsed.count;
+  return axis;
+}
+
+// The points of a grid range, spaced as app/sweeps.py spaces them; shown under the row.
+function spacedValues({ low, high, count, scale }) {
   const values = [];
   for (let index = 0; index < count; index += 1) {
     const t = index / (count - 1);
-    const value = scale === "log" ? Math.exp(Math.log(low) + t * (Math.log(high) - Math.log(low))) : low + t * (high - low);
-    values.push(formatAxisNumber(value));
+    values.push(scale === "log" ? Math.exp(Math.log(low) + t * (Math.log(high) - Math.log(low))) : low + t * (high - low));
   }
-  values[0] = low;
-  values[count - 1] = high;
-  return { path, values };
+  return values.map((value) => Number(value.toPrecision(4)));
 }
 
 function createAxisRow() {
@@ -877,6 +875,7 @@ function createAxisRow() {
   ruleOf.set(values, RULES.axisValues);
   const index = el("span", { class: "axis-index" });
   const count = el("span", { class: "axis-count", "aria-live": "polite" });
+  const preview = el("div", { class: "axis-preview muted" });
   const remove = el("button", { type: "button", class: "small danger" }, "Remove");
   const rowError = el("div", { class: "section-error axis-error", "aria-live": "polite" });
   const row = el(
@@ -887,9 +886,10 @@ function createAxisRow() {
     field("Values", values, { hint: AXIS_HINT }),
     count,
     el("div", { class: "axis-actions" }, remove),
+    preview,
     rowError,
   );
-  const axis = { row, path, values, index, count, remove, rowError };
+  const axis = { row, path, values, index, count, preview, remove, rowError };
   remove.addEventListener("click", () => {
     axisRows.splice(axisRows.indexOf(axis), 1);
     row.remove();
@@ -947,22 +947,28 @@ function readSweep() {
   let combinations = 1;
   let complete = true;
   for (const axis of axisRows) {
+    axis.count.textContent = "";
+    axis.preview.textContent = "";
     const parsed = read(axis.values);
     if (parsed === undefined) {
       complete = false;
-      axis.count.textContent = "";
       continue;
     }
     if (parsed.values === undefined && mode === "grid" && parsed.count === undefined) {
-      errors[axis.values.name] = "Say how many values the grid takes from this range: LOW … HIGH, N.";
+      errors[axis.values.name] = "Say how many points the grid takes from this range: LOW … HIGH, N.";
       complete = false;
-      axis.count.textContent = "";
       continue;
     }
     const spec = axisSpec(axis.path.value, parsed, mode);
     axes.push(spec);
-    if (spec.values) combinations *= spec.values.length;
-    axis.count.textContent = spec.values ? `${spec.values.length} values` : `${parsed.scale} range`;
+    const points = spec.values?.length ?? spec.count;
+    if (points !== undefined) {
+      combinations *= points;
+      axis.count.textContent = plural(points, "value");
+    } else {
+      axis.count.textContent = `${spec.scale} draws`;
+    }
+    if (spec.count !== undefined) axis.preview.textContent = `→ ${spacedValues(spec).join(", ")}`;
   }
   const on = axisRows.length > 0 || (seeds ?? 1) > 1;
   const sweep = { axes, mode, seeds, prune: pruneInput.checked };
@@ -993,10 +999,12 @@ function updateSweep() {
     text = `Queues ${plural(runs, "run")}`;
     const seedsPart = plural(sweep.seeds, "seed");
     if (sweep.mode === "random") how = `${plural(sweep.draws, "draw")} × ${seedsPart}`;
-    else if (sweep.axes.length) how = `${sweep.axes.map((axis) => axis.values.length).join(" × ")} values × ${seedsPart}`;
+    else if (sweep.axes.length) {
+      how = `${sweep.axes.map((axis) => axis.values?.length ?? axis.count).join(" × ")} values × ${seedsPart}`;
+    }
     else how = seedsPart;
   }
-  sweepCount.replaceChildren(text, how ? el("span", { class: "muted" }, ` (${how})`) : null);
+  sweepCount.replaceChildren(text, ...(how ? [el("span", { class: "muted" }, ` (${how})`)] : []));
   sweepSummary.textContent = sweep ? `— ${runs === null ? "incomplete" : `queues ${plural(runs, "run")}`}` : "";
   if (!sending) setSending(false);
 }

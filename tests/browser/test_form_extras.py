@@ -7,7 +7,7 @@ import re
 import secrets
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.test_new_form import field, open_form, stored_spec, submit_and_land
@@ -179,3 +179,31 @@ def test_a_registered_plugin_is_offered_and_its_params_are_sent(page: Page, stac
         expect(params).to_have_value("strength=0.01, mode=1")
     finally:
         cancel(stack, run_id)
+
+
+def test_the_form_works_under_the_content_security_policy(browser: Browser, stack: str) -> None:
+    """With the CSP enforced, the form draws, styles itself from files and counts a sweep."""
+    context = browser.new_context(base_url=stack)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto("/new")
+        expect(page.locator('[name="training.histogram_every"]')).to_have_value("5")
+        # static/css/form.css applies: the sweep section is a card, collapsed.
+        section = page.locator("#sweep-section")
+        expect(section).to_have_css("border-top-style", "solid")
+        section.locator("summary").click()
+        page.get_by_role("button", name="Add axis").click()
+        page.fill('[name="axes.0.values"]', "1e-4 … 1e-2, 3 log")
+        expect(page.locator("#sweep-count")).to_contain_text("Queues 3 runs")
+    finally:
+        context.close()
+    assert violations == [] and errors == []
