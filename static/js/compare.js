@@ -1,5 +1,7 @@
 // Several runs overlaid (or side by side), their differing settings and final metrics.
-import { api, connectionBanner, el, followRun, formatNumber, statusBadge, FINAL } from "./api.js";
+// Runs that share a group_key (seed repeats of one spec) are drawn as their mean with a
+// band of ± one standard deviation, so a difference is judged against the seed noise.
+import { api, connectionBanner, el, followRun, formatNumber, statusBadge, FINAL as STREAM_FINAL } from "./api.js";
 import { Chart, ChartGroup, chartCard, colorOf } from "./charts.js";
 
 const ids = (new URLSearchParams(location.search).get("ids") ?? "")
@@ -10,6 +12,11 @@ let runs = [];
 let history = {};
 const lastEpoch = new Map();
 let charts = [];
+// Pruned (stopped by its sweep) is final too.
+const FINAL = new Set([...STREAM_FINAL, "pruned"]);
+// Seed groups with two runs or more: [{ id: "g0", key, runs }].
+let groups = [];
+const groupOf = new Map();
 
 const label = (run) => `#${run.id} ${run.name}`;
 const colorFor = (run) => colorOf(runs.indexOf(run));
@@ -49,6 +56,82 @@ function historyValues(run) {
 
 const hidden = new Set();
 
+function findGroups() {
+  const byKey = new Map();
+  for (const run of runs) {
+    if (!run.group_key) continue;
+    if (!byKey.has(run.group_key)) byKey.set(run.group_key, []);
+    byKey.get(run.group_key).push(run);
+  }
+  groups = [...byKey.entries()].filter(([, members]) => members.length >= 2)
+    .map(([key, members], index) => ({ id: `g${index}`, key, runs: members }));
+  groupOf.clear();
+  for (const group of groups) for (const run of group.runs) groupOf.set(run.id, group);
+}
+
+const banding = () => groups.length > 0 && document.querySelector("#bands").checked
+  && !document.querySelector("#multiples").checked;
+const groupLabel = (grp) => `${grp.runs.map((run) => `#${run.id}`).join(" ")} · mean ± 1 std of ${grp.runs.length} seeds`;
+
+// Mean and ± one (sample) standard deviation of a metric over a group's runs, per epoch.
+function groupStats(grp, metric) {
+  const byEpoch = new Map();
+  for (const run of grp.runs) {
+    for (const [epoch, values] of historyValues(run)) {
+      if (values[metric] === undefined || values[metric] === null) continue;
+      if (!byEpoch.has(epoch)) byEpoch.set(epoch, []);
+      byEpoch.get(epoch).push(values[metric]);
+    }
+  }
+  const epochs = [...byEpoch.keys()].sort((a, b) => a - b);
+  const mean = [];
+  const low = [];
+  const high = [];
+  for (const epoch of epochs) {
+    const values = byEpoch.get(epoch);
+    const m = values.reduce((sum, x) => sum + x, 0) / values.length;
+    const sd = values.length > 1
+      ? Math.sqrt(values.reduce((sum, x) => sum + (x - m) ** 2, 0) / (values.length - 1)) : 0;
+    mean.push(m);
+    low.push(m - sd);
+    high.push(m + sd);
+  }
+  return { epochs, mean, low, high };
+}
+
+function addGroupTraces(chart, grp, metric, showlegend) {
+  const validation = metric.startsWith("val_");
+  const color = colorFor(grp.runs[0]);
+  const stats = groupStats(grp, metric);
+  const common = { legendgroup: grp.id, visible: !hidden.has(grp.id), color };
+  const name = `${groupLabel(grp)}${validation ? " (validation)" : ""}`;
+  chart.addTrace(`${grp.id}:${metric}:low`, { ...common, name: `${name} - 1 std`, width: 0, showlegend: false,
+    x: stats.epochs, y: stats.low });
+  chart.addTrace(`${grp.id}:${metric}:high`, { ...common, name: `${name} + 1 std`, width: 0, showlegend: false,
+    fill: "tonexty", fillcolor: `${color}${validation ? "22" : "38"}`, x: stats.epochs, y: stats.high });
+  chart.addTrace(`${grp.id}:${metric}:mean`, { ...common, name, dash: validation ? "dash" : "solid", showlegend,
+    x: stats.epochs, y: stats.mean });
+}
+
+// New points of a grouped run move its group's mean and band: recompute them.
+function refreshGroup(grp) {
+  for (const { chart, metrics } of charts) {
+    for (const metric of metrics) {
+      const stats = groupStats(grp, metric);
+      for (const part of ["low", "high", "mean"]) {
+        const trace = chart.trace(`${grp.id}:${metric}:${part}`);
+        if (!trace) continue;
+        trace.x = stats.epochs.slice();
+        trace.y = stats[part].slice();
+        trace.pendingX = [];
+        trace.pendingY = [];
+        chart.dirty = true;
+      }
+    }
+  }
+  group.schedule();
+}
+
 function traceDefinition(run, metric, showlegend) {
   const validation = metric.startsWith("val_");
   return {
@@ -64,7 +147,25 @@ function traceDefinition(run, metric, showlegend) {
 // One legend for every chart: a click hides or shows a run everywhere.
 function renderLegend() {
   const legend = document.querySelector("#legend");
-  legend.replaceChildren(...runs.map((run) => el("button", {
+  const bands = banding();
+  const groupItems = bands ? groups.map((grp) => el("button", {
+    type: "button",
+    class: `legend-item group${hidden.has(grp.id) ? " off" : ""}`,
+    dataset: { group: grp.id },
+    title: "Show or hide this seed group in every chart",
+    onclick: () => {
+      if (hidden.has(grp.id)) hidden.delete(grp.id);
+      else hidden.add(grp.id);
+      for (const { chart, metrics } of charts) {
+        const keys = metrics.flatMap((metric) => ["low", "high", "mean"].map((part) => `${grp.id}:${metric}:${part}`));
+        chart.setVisible(keys, !hidden.has(grp.id));
+      }
+      renderLegend();
+    },
+  }, el("span", { class: "swatch", style: `background:${colorFor(grp.runs[0])}` }), groupLabel(grp),
+  el("span", { class: "muted" }, ` · ${grp.runs[0].regularization}`))) : [];
+  const single = bands ? runs.filter((run) => !groupOf.has(run.id)) : runs;
+  legend.replaceChildren(...groupItems, ...single.map((run) => el("button", {
     type: "button",
     class: `legend-item${hidden.has(run.id) ? " off" : ""}`,
     dataset: { run: run.id },
@@ -106,9 +207,16 @@ function buildCharts() {
       charts.push({ chart, metrics: ["data_loss", "val_data_loss"], runs: [run.id] });
     }
   } else {
+    const bands = banding();
     for (const overlay of OVERLAYS) {
       const chart = new Chart(chartCard(parent, overlay.id), { title: overlay.title, group, legend: false });
+      if (bands) {
+        for (const grp of groups) {
+          overlay.metrics.forEach((metric, index) => addGroupTraces(chart, grp, metric, index === 0));
+        }
+      }
       for (const run of runs) {
+        if (bands && groupOf.has(run.id)) continue;
         overlay.metrics.forEach((metric, index) => {
           const values = points.get(run.id).filter(([, v]) => v[metric] !== undefined);
           chart.addTrace(`${run.id}:${metric}`, {
@@ -122,6 +230,7 @@ function buildCharts() {
     }
   }
   drawInTurn(charts.map(({ chart }) => chart));
+  renderLegend();
 }
 
 // Draw the charts one per frame, so the first is on screen before the others are built.
@@ -152,6 +261,7 @@ function onMetrics(run, { epoch, values }) {
       while (column.length < series.epochs.length) column.push(null);
     }
   }
+  if (banding() && groupOf.has(run.id)) refreshGroup(groupOf.get(run.id));
 }
 
 // Flatten a spec into "model.layers.0.regularizer.l2" → value rows.
@@ -232,11 +342,13 @@ async function start() {
     const epochs = history[run.id]?.epochs ?? [];
     lastEpoch.set(run.id, epochs.length ? epochs[epochs.length - 1] : -1);
   }
+  findGroups();
+  document.querySelector("#bands-toggle").hidden = groups.length === 0;
   document.querySelector("#controls").replaceChildren(group.controls());
-  renderLegend();
   buildCharts();
   renderTable();
   document.querySelector("#multiples").addEventListener("change", buildCharts);
+  document.querySelector("#bands").addEventListener("change", buildCharts);
   for (const run of runs) {
     if (FINAL.has(run.status)) continue;
     followRun(run.id, {

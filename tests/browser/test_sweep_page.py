@@ -196,10 +196,15 @@ def test_three_settings_draw_parallel_coordinates(page: Page, server: str) -> No
 
 def test_seed_repeats_draw_a_band_and_the_list_links_them(page: Page, server: str) -> None:
     sweep = create_sweep(server, [], seeds=3, name="seeds only")
-    trainer = Trainer(server, 3)
+    other = httpx.post(
+        f"{server}/api/experiments",
+        json=make_spec(name="lone", training={"epochs": 3, "learning_rate": 0.01}),
+    ).json()
+    trainer = Trainer(server, 4)
     for offset, run_id in enumerate(sweep["experiment_ids"]):
         trainer.report(run_id, [1.0 + offset * 0.1, 0.8 + offset * 0.1], [0.9, 0.7])
         trainer.finish(run_id)
+    trainer.report(other["id"], [0.5, 0.45], [0.4, 0.3])  # still running
     page.goto("/sweeps")
     row = page.locator(f'#sweeps tbody tr[data-id="{sweep["id"]}"]')
     expect(row).to_contain_text("seeds only")
@@ -214,3 +219,34 @@ def test_seed_repeats_draw_a_band_and_the_list_links_them(page: Page, server: st
     assert mean["y"] == pytest.approx([1.1, 0.9])
     assert band["y"] == pytest.approx([1.2, 1.0])  # mean + sample std (0.1)
     screenshot(page, "sweep-seeds")
+
+    # The compare view draws the seed group as a mean and a band, the lone run as lines.
+    ids = [*sweep["experiment_ids"], other["id"]]
+    page.goto(f"/compare?ids={','.join(map(str, ids))}")
+    page.wait_for_function("document.getElementById('chart-data-loss')?.data?.length === 8")
+    names = page.evaluate("document.getElementById('chart-data-loss').data.map(t => t.name)")
+    label = " ".join(f"#{i}" for i in sweep["experiment_ids"]) + " · mean ± 1 std of 3 seeds"
+    assert names == [
+        f"{label} - 1 std",
+        f"{label} + 1 std",
+        label,
+        f"{label} (validation) - 1 std",
+        f"{label} (validation) + 1 std",
+        f"{label} (validation)",
+        f"#{other['id']} lone",
+        f"#{other['id']} lone (validation)",
+    ]
+    assert trace(page, "chart-data-loss", f"{label} (validation)")["y"] == pytest.approx([1.1, 0.9])
+    high = trace(page, "chart-data-loss", f"{label} (validation) + 1 std")
+    assert high["y"] == pytest.approx([1.2, 1.0])
+    expect(page.locator("#legend .legend-item")).to_have_count(2)
+    # A new epoch of a grouped run would move the band; the lone run's lines grow live.
+    trainer.report(other["id"], [0.44], [0.25], start=2)
+    lone = f"#{other['id']} lone"
+    page.wait_for_function(f"{count_of('chart-data-loss', lone)} === 3")
+    screenshot(page, "compare-seed-band")
+    page.uncheck("#bands")
+    page.wait_for_function("document.getElementById('chart-data-loss')?.data?.length === 8")
+    assert page.evaluate(
+        "document.getElementById('chart-data-loss').data.every(t => !t.name.includes('std'))"
+    )
