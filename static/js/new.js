@@ -994,7 +994,7 @@ function updateSweep() {
   if (!sweep) {
     text = "No sweep: queues 1 run.";
   } else if (runs === null) {
-    text = "Fill in every axis to see how many runs this queues.";
+    text = "Fill in every axis, the seeds and the draws to see how many runs this queues.";
   } else {
     text = `Queues ${plural(runs, "run")}`;
     const seedsPart = plural(sweep.seeds, "seed");
