@@ -47,7 +47,10 @@ log = logging.getLogger("reglab.events")
 _PENDING = "reglab_pending_events"
 _RELAYED = "reglab_events_relayed"  # this transaction's events come back by NOTIFY
 CHANNEL = "reglab_events"
-_IDS_PER_NOTIFY = 500  # ~6 KiB of ids at most: under PostgreSQL's 8000-byte payload limit
+# A NOTIFY payload holds less than 8000 bytes. An event whose JSON is under
+# `_INLINE_BYTES` travels whole (no read on the other side); a larger one by its id.
+_PAYLOAD_BYTES = 7800
+_INLINE_BYTES = 2000
 
 
 @dataclass(frozen=True)
@@ -221,22 +224,41 @@ def remember(session: Session, stream_event: StreamEvent) -> None:
 
 
 def notify_payloads(origin: str, events: Sequence[StreamEvent]) -> Iterator[str]:
-    """The NOTIFY payloads announcing events: per experiment, its event ids in order (at
-    most `_IDS_PER_NOTIFY` a payload) and `q` when a run was queued (wakes claimers)."""
+    """The NOTIFY payloads announcing events, per experiment, each under `_PAYLOAD_BYTES`:
+    `d` holds small events whole as [id, kind, data], `i` the ids of the others (read
+    from the database by the replicas that show them), `q` says a run was queued (wakes
+    long-polling claimers). Payloads are ASCII (json.dumps escapes the rest)."""
     by_experiment: dict[int, list[StreamEvent]] = {}
     for stream_event in events:
         by_experiment.setdefault(stream_event.experiment_id, []).append(stream_event)
     for experiment_id, group in by_experiment.items():
-        for start in range(0, len(group), _IDS_PER_NOTIFY):
-            chunk = group[start : start + _IDS_PER_NOTIFY]
-            message: dict[str, Any] = {
-                "o": origin,
-                "e": experiment_id,
-                "i": [stream_event.id for stream_event in chunk],
-            }
-            if any(_is_queued(stream_event) for stream_event in chunk):
-                message["q"] = 1
-            yield json.dumps(message, separators=(",", ":"))
+        head = json.dumps({"o": origin, "e": experiment_id, "q": 0}, separators=(",", ":"))
+        base = len(head) + len(',"d":[],"i":[]')
+        inline: list[str] = []
+        ids: list[str] = []
+        queued = False
+        size = base
+        for stream_event in group:
+            encoded = json.dumps(
+                [stream_event.id, stream_event.kind, stream_event.data], separators=(",", ":")
+            )
+            whole = len(encoded) <= _INLINE_BYTES
+            part = encoded if whole else str(stream_event.id)
+            if size + len(part) + 1 > _PAYLOAD_BYTES:
+                yield _payload(origin, experiment_id, inline, ids, queued)
+                inline, ids, queued, size = [], [], False, base
+            (inline if whole else ids).append(part)
+            size += len(part) + 1
+            queued = queued or _is_queued(stream_event)
+        if inline or ids:
+            yield _payload(origin, experiment_id, inline, ids, queued)
+
+
+def _payload(
+    origin: str, experiment_id: int, inline: list[str], ids: list[str], queued: bool
+) -> str:
+    head = json.dumps({"o": origin, "e": experiment_id, "q": int(queued)}, separators=(",", ":"))
+    return f'{head[:-1]},"d":[{",".join(inline)}],"i":[{",".join(ids)}]}}'
 
 
 def _is_queued(stream_event: StreamEvent) -> bool:
@@ -398,10 +420,14 @@ class PgRelay:
                 await connection.execute("SELECT 1")  # idle: is the server still there?
 
     async def handle(self, payload: str) -> None:
-        """Publish the events that one notification announces."""
+        """Publish the events that one notification announces, in id order."""
         try:
             message = json.loads(payload)
             origin, experiment_id = str(message["o"]), int(message["e"])
+            inline = [
+                StreamEvent(int(event_id), experiment_id, str(kind), dict(data))
+                for event_id, kind, data in message["d"]
+            ]
             ids = [int(event_id) for event_id in message["i"]]
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed event notification: %.200s", payload)
@@ -410,18 +436,21 @@ class PgRelay:
             self.broker.wake_claimers_now()
         if origin == self.broker.origin:
             with self._expected_lock:
-                found = [self._expected.pop(event_id, None) for event_id in ids]
+                found = [
+                    self._expected.pop(event_id, None)
+                    for event_id in sorted([*ids, *(event.id for event in inline)])
+                ]
             # Missing ones were published directly (committed while not listening).
             self.broker.dispatch([stream_event for stream_event in found if stream_event])
             return
         if not self.broker.has_subscribers(experiment_id):
             return  # nobody here watches it; a later viewer replays it from the database
-        try:
-            loaded = await asyncio.to_thread(self.load, ids)
-        except Exception:  # the stream must not stop for one failed read
-            log.exception(
-                "could not load events %s; ending the streams of run %s", ids, experiment_id
-            )
-            self.broker.end_streams_of(experiment_id)
-            return
-        self.broker.dispatch(loaded)
+        loaded: list[StreamEvent] = []
+        if ids:
+            try:
+                loaded = await asyncio.to_thread(self.load, ids)
+            except Exception:  # the stream must not stop for one failed read
+                log.exception("could not load events; ending the streams of run %s", experiment_id)
+                self.broker.end_streams_of(experiment_id)
+                return
+        self.broker.dispatch(sorted([*inline, *loaded], key=lambda event: event.id))

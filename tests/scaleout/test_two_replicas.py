@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from app.client import ReglabClient, ServerEvent, WorkerClient
-from app.events import _IDS_PER_NOTIFY, StreamEvent, notify_payloads
+from app.events import StreamEvent, notify_payloads
 from tests.conftest import free_port, health, wait_for
 from tests.factories import make_spec
 
@@ -138,9 +138,16 @@ def test_a_viewer_of_b_gets_every_epoch_uploaded_to_a_once_in_order(
         )
         if epoch == 10:  # a resend after a lost answer is not a new point
             worker.upload_metrics(run_id, token, [{"epoch": epoch, "values": {"loss": 0.5}}])
-    # Several epochs in one upload, as a worker that fell behind sends them.
+    # Several epochs in one upload, as a worker that fell behind sends them; one of them
+    # too large to travel in a notification (B reads it from the database by id).
+    wide = {f"layer_{i}_kernel_l2_norm": i / 7 for i in range(200)}
     worker.upload_metrics(
-        run_id, token, [{"epoch": epoch, "values": {"loss": 0.01}} for epoch in range(30, 40)]
+        run_id,
+        token,
+        [
+            {"epoch": epoch, "values": wide if epoch == 35 else {"loss": 0.01}}
+            for epoch in range(30, 40)
+        ],
     )
     worker.finish(run_id, token, status="succeeded")
     reader_b.join(30)
@@ -151,7 +158,8 @@ def test_a_viewer_of_b_gets_every_epoch_uploaded_to_a_once_in_order(
         assert received[-1].kind == "status" and received[-1].data["status"] == "succeeded"
         ids = [event.id for event in received]
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
-    assert [event.id for event in on_b] == [event.id for event in on_a]
+    assert [(event.id, event.data) for event in on_b] == [(event.id, event.data) for event in on_a]
+    assert [event.data["values"] for event in on_b if event.data.get("epoch") == 35] == [wide]
     with ReglabClient(b.url) as client:  # and exactly what either replica replays
         assert [event.id for event in client.events(run_id, reconnect=False)] == [
             event.id for event in on_b
@@ -237,12 +245,25 @@ def test_a_claimer_waiting_on_b_is_woken_by_a_run_submitted_on_a(
     assert claimed and claimed[0] is not None and claimed[0]["experiment_id"] == run_id
 
 
-def test_notify_payloads_fit_postgresql_limit_and_keep_every_id_in_order() -> None:
-    events = [StreamEvent(10**12 + i, 7, "metrics", {"values": {"x": 1.0}}) for i in range(1234)]
+def test_notify_payloads_fit_postgresql_limit_and_carry_every_event_in_order() -> None:
+    """Small events travel whole, large ones by id; every payload is under 8000 bytes."""
+    big = {"epoch": 0, "values": {f"layer_{i}_kernel_l2_norm": 1 / 3 for i in range(300)}}
+    events = [
+        StreamEvent(10**12 + i, 7, "metrics", big if i % 100 == 5 else {"epoch": i, "n": "é"})
+        for i in range(1234)
+    ]
     events.append(StreamEvent(5, 8, "status", {"status": "queued"}))
     payloads = list(notify_payloads("0123456789abcdef", events))
     assert all(len(payload.encode()) < 8000 for payload in payloads)
-    assert len(payloads) == -(-1234 // _IDS_PER_NOTIFY) + 1
+    assert len(payloads) > 2  # more than fits in one, per experiment
     decoded = [json.loads(payload) for payload in payloads]
-    assert [i for d in decoded if d["e"] == 7 for i in d["i"]] == [e.id for e in events[:-1]]
-    assert [d.get("q") for d in decoded] == [None] * (len(decoded) - 1) + [1]
+    carried: list[tuple[int, object]] = []
+    for message in decoded:
+        if message["e"] == 7:
+            carried.extend((event_id, data) for event_id, _, data in message["d"])
+            carried.extend((event_id, None) for event_id in message["i"])
+    by_id = {event.id: event for event in events}
+    assert sorted(event_id for event_id, _ in carried) == [event.id for event in events[:-1]]
+    for event_id, data in carried:
+        assert data == (None if by_id[event_id].data is big else by_id[event_id].data)
+    assert [message["q"] for message in decoded] == [0] * (len(decoded) - 1) + [1]
