@@ -323,11 +323,19 @@ def _spaced(axis: AxisIn, kind: type[int] | type[float], count: int) -> list[flo
     assert axis.low is not None and axis.high is not None
     if axis.scale == "log":
         low, high = math.log(axis.low), math.log(axis.high)
-        values = [math.exp(low + (high - low) * i / (count - 1)) for i in range(count)]
+        values = [_exp(low + (high - low) * i / (count - 1), axis.high) for i in range(count)]
     else:
         values = [axis.low + (axis.high - axis.low) * i / (count - 1) for i in range(count)]
     values[0], values[-1] = axis.low, axis.high  # exact ends, no rounding drift
     return _as_kind(values, kind)
+
+
+def _exp(exponent: float, ceiling: float) -> float:
+    """exp() that cannot pass the range's top by rounding (nor overflow near float's max)."""
+    try:
+        return min(math.exp(exponent), ceiling)
+    except OverflowError:
+        return ceiling
 
 
 def _as_kind(values: list[float], kind: type[int] | type[float]) -> list[float]:
@@ -341,7 +349,7 @@ def _draw(axis: AxisIn, kind: type[int] | type[float], rng: random.Random) -> fl
         return rng.choice(axis.values)
     assert axis.low is not None and axis.high is not None
     if axis.scale == "log":
-        value = math.exp(rng.uniform(math.log(axis.low), math.log(axis.high)))
+        value = _exp(rng.uniform(math.log(axis.low), math.log(axis.high)), axis.high)
     else:
         value = rng.uniform(axis.low, axis.high)
     value = min(max(value, axis.low), axis.high)
@@ -380,6 +388,8 @@ def expand(request: SweepIn, base: ExperimentSpec | None = None) -> list[Planned
         loc: Loc = ("axes", index, "path")
         try:
             tokens = parse_path(axis.path)
+            if tokens[:2] == ["dataset", "upload"]:
+                raise PathError("the uploaded dataset is chosen in the base spec, not swept")
             kind = leaf_type(tokens)
             places = targets(base_data, tokens)
         except PathError as error:

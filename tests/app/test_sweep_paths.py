@@ -196,6 +196,7 @@ def test_integer_settings_are_whole_numbers() -> None:
             },
             ("axes", 1, "path"),
         ),
+        ({"axes": [{"path": "dataset.upload.id", "values": [1]}]}, ("axes", 0, "path")),
         ({"axes": [], "mode": "random", "draws": 3}, ("axes",)),
         ({"axes": [{"path": "training.epochs", "values": [2]}], "draws": 3}, ("draws",)),
         (
