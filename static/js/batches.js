@@ -47,8 +47,7 @@ function layout(name, series) {
     margin: { l: 58, r: 16, t: 34, b: 34 },
     xaxis: { title: { text: "step", standoff: 4 }, zeroline: false },
     yaxis: { zeroline: false },
-    showlegend: bucketed,
-    legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom", font: { size: 11 } },
+    showlegend: false, // the section's note says what the line and the band are
     hovermode: "x unified",
     uirevision: "keep",
     paper_bgcolor: "rgba(0,0,0,0)",

@@ -253,3 +253,20 @@ def test_ids_past_32_bits_are_422_not_500(api: TestClient) -> None:
     for run_id in (0, 2**31, 2**63):
         assert api.post(f"/api/runs/{run_id}/heartbeat").status_code == 422
         assert api.get(f"/api/experiments/{run_id}/batches").status_code == 422
+
+
+def test_deleting_a_finished_script_run_removes_its_batches(api: TestClient) -> None:
+    run = create(api)
+    path = f"/api/runs/{run['id']}"
+    api.post(f"{path}/metrics", json=epochs(0)).raise_for_status()
+    points = {"points": [{"step": step, "values": {"loss": 1.0}} for step in range(50)]}
+    api.post(f"{path}/batches", json=points).raise_for_status()
+    assert api.delete(f"/api/experiments/{run['id']}").status_code == 409  # still running
+    api.post(f"{path}/finish", json={"status": "succeeded"}).raise_for_status()
+    assert api.delete(f"/api/experiments/{run['id']}").status_code == 204
+    with session_scope() as session:
+        left = session.exec(
+            select(BatchMetric.step).where(BatchMetric.experiment_id == run["id"])
+        ).all()
+    assert left == []
+    assert api.get(f"/api/experiments/{run['id']}/batches").status_code == 404

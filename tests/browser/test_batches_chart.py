@@ -2,8 +2,8 @@
 Chromium against the real server: ≤ 1,000 buckets drawn as a mean line over a min-max
 band in which a planted spike survives; a run without batches leaves the section hidden.
 
-Until the run page has its `<section id="batches" hidden>` (the page's owner wires it),
-the test adds one to the real run page and mounts the chart the way the page will.
+The run page mounts the chart into its `<section id="batches" hidden>`; on a page that
+lacks the section (before it was wired) the test adds one and mounts the chart itself.
 """
 
 from __future__ import annotations

@@ -79,8 +79,10 @@ history = model.fit(
     verbose=0,
     callbacks=[reglab, keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
 )
+server_side = ("fastapi", "sqlmodel", "sqlalchemy", "pydantic", "pydantic_settings")
 print(json.dumps({"epochs": len(history.history["loss"]), "run_id": reglab.run_id,
-                  "error": reglab.error}))
+                  "error": reglab.error,
+                  "server_modules": [name for name in server_side if name in sys.modules]}))
 """
 
 
@@ -246,6 +248,7 @@ def test_a_wrong_token_is_reported_and_training_goes_on(server: Server, tmp_path
     code, result, err = run_script(server, tmp_path, {"epochs": 3}, token="not-the-token")
     assert code == 0, err[-3000:]
     assert result["epochs"] == 3 and result["run_id"] is None
+    assert result["server_modules"] == []  # the script needs keras, numpy and httpx only
     assert "refused the token (HTTP 401)" in result["error"]
     assert "refused the token (HTTP 401)" in err and "training goes on" in err
     with server.api() as api:
@@ -385,3 +388,17 @@ def test_resends_after_lost_answers_store_nothing_twice(server: Server) -> None:
         assert metric_events(api, run_id) == list(range(6))
         rows = api.get(f"/api/experiments/{run_id}/batches.csv").text.splitlines()
     assert [int(row.split(",")[0]) for row in rows[1:]] == list(range(0, 48, 2))
+
+
+def test_a_dead_server_never_hangs_the_script_and_the_buffer_is_bounded() -> None:
+    from app.callback import RunSender
+
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    sender = RunSender(nobody, token=TOKEN, name="dead", script={}, max_buffer=10).start()
+    for step in range(25):
+        sender.add_step(step, {"loss": float(step)})
+    sender.add_epoch(0, {"loss": 1.0}, [])
+    assert sender.dropped == 15 and sender.pending == 11  # the oldest steps went first
+    assert sender.close(timeout=1.0) is False  # returns once the timeout is spent
+    assert sender.run_id is None and sender.error is None  # never refused: unreachable
+    assert list(sender._steps) == [(step, {"loss": float(step)}) for step in range(15, 25)]
