@@ -1,4 +1,5 @@
-// One run: live curves over SSE, its facts, test metrics, spec and downloads.
+// One run: live curves over SSE, its facts, test metrics, spec and downloads; the
+// regularization verdict, weight histograms by epoch and the λ schedule's scale.
 import {
   api, connectionBanner, el, followRun, formatDuration, formatNumber, formatTime, statusBadge, FINAL,
 } from "./api.js";
@@ -12,6 +13,11 @@ const VALIDATION = { dash: "dash" };
 let run = null;
 let charts = null;
 let lastEpoch = -1;
+// api.js's FINAL predates the "pruned" status (a sweep stopped the run early).
+const isFinal = (status) => FINAL.has(status) || status === "pruned";
+const VERDICT_TEXT = {
+  overfitting: "over-fitting", underfitting: "under-fitting", healthy: "healthy", too_early: "too early to tell",
+};
 
 function buildCharts(classification) {
   const parent = document.querySelector("#charts");
@@ -36,7 +42,17 @@ function buildCharts(classification) {
   made.penalty.addTrace("reg_loss", { name: "penalty", color: colorOf(4) });
   made.loss.addTrace("loss", { name: "training", color: colorOf(3), ...TRAIN });
   made.loss.addTrace("val_loss", { name: "validation", color: colorOf(3), ...VALIDATION });
+  if (run.spec?.training?.schedule) scaleChart(made);
   return made;
+}
+
+// The λ schedule's scale, for runs with a schedule (or any run that streams reg_scale).
+function scaleChart(made = charts) {
+  if (made.scale) return made.scale;
+  made.scale = new Chart(chartCard(document.querySelector("#charts"), "chart-reg-scale"),
+    { title: "λ schedule: scale of every penalty", yTitle: "scale", group });
+  made.scale.addTrace("reg_scale", { name: "reg_scale", color: colorOf(5) });
+  return made.scale;
 }
 
 const layerColors = new Map();
@@ -56,6 +72,8 @@ function onMetrics({ epoch, values }) {
     } else if (name.startsWith("sparsity/")) {
       layerTrace(charts.sparsity, "sparsity/", name);
       charts.sparsity.append(name, epoch, value);
+    } else if (name === "reg_scale") {
+      scaleChart().append(name, epoch, value);
     } else {
       for (const chart of [charts.dataLoss, charts.score, charts.penalty, charts.loss]) {
         if (chart.trace(name)) chart.append(name, epoch, value);
@@ -73,6 +91,111 @@ function onMetrics({ epoch, values }) {
   }
   run.last_metrics = { ...run.last_metrics, ...values };
   renderFacts();
+  refreshDiagnostics();
+}
+
+// --- verdict and histograms ---------------------------------------------------------
+
+let diagnosticsTimer = null;
+let diagnosticsAt = 0;
+// Fetch the verdict and the histograms again, at most every two seconds while metrics flow.
+function refreshDiagnostics({ now = false } = {}) {
+  if (diagnosticsTimer) return;
+  const wait = now ? 0 : Math.max(0, diagnosticsAt + 2000 - Date.now());
+  diagnosticsTimer = setTimeout(async () => {
+    diagnosticsTimer = null;
+    diagnosticsAt = Date.now();
+    await Promise.all([loadVerdict(), loadHistograms()]);
+  }, wait);
+}
+
+async function loadVerdict() {
+  let verdict;
+  try {
+    verdict = await api(`/api/experiments/${runId}/verdict`);
+  } catch {
+    return; // the next epoch tries again
+  }
+  const badge = document.querySelector("#verdict");
+  let text = VERDICT_TEXT[verdict.verdict] ?? verdict.verdict;
+  if (verdict.from_epoch !== null) text += ` from epoch ${verdict.from_epoch}`;
+  badge.textContent = text;
+  badge.className = `badge verdict verdict-${verdict.verdict}`;
+  badge.title = verdict.reason;
+  document.querySelector("#verdict-hint").textContent = `${verdict.hint} — ${verdict.reason}`;
+  document.querySelector("#verdict-line").hidden = false;
+  markOverfitting(verdict.verdict === "overfitting" ? verdict.from_epoch : null);
+}
+
+// A dotted vertical line on the data-loss chart where over-fitting starts.
+function markOverfitting(epoch) {
+  const chart = charts.dataLoss;
+  const shapes = epoch === null ? [] : [{
+    type: "line", xref: "x", yref: "paper", x0: epoch, x1: epoch, y0: 0, y1: 1,
+    line: { color: "#c0392b", width: 1.5, dash: "dot" },
+  }];
+  const annotations = epoch === null ? [] : [{
+    x: epoch, xref: "x", y: 1, yref: "paper", yanchor: "bottom", showarrow: false,
+    text: `over-fitting from ${epoch}`, font: { size: 11, color: "#c0392b" },
+  }];
+  if (JSON.stringify(chart.layout.shapes ?? []) === JSON.stringify(shapes)) return;
+  chart.layout.shapes = shapes;
+  chart.layout.annotations = annotations;
+  chart.dirty = true;
+  group.schedule();
+}
+
+const histograms = { epochs: [], layers: {}, followLatest: true, plotted: new Set() };
+
+async function loadHistograms() {
+  let body;
+  try {
+    body = await api(`/api/experiments/${runId}/histograms`);
+  } catch {
+    return;
+  }
+  if (body.epochs.length === histograms.epochs.length) return;
+  histograms.epochs = body.epochs;
+  histograms.layers = body.layers;
+  const slider = document.querySelector("#histogram-epoch");
+  document.querySelector("#histograms").hidden = body.epochs.length === 0;
+  slider.max = String(Math.max(0, body.epochs.length - 1));
+  if (histograms.followLatest) slider.value = slider.max;
+  drawHistograms();
+}
+
+function drawHistograms() {
+  const slider = document.querySelector("#histogram-epoch");
+  const index = Number(slider.value);
+  const epoch = histograms.epochs[index];
+  document.querySelector("#histogram-epoch-label").textContent = epoch ?? "–";
+  document.querySelector("#histogram-note").textContent =
+    `${histograms.epochs.length} snapshot${histograms.epochs.length === 1 ? "" : "s"}: epochs ${histograms.epochs.join(", ")}`;
+  const grid = document.querySelector("#histogram-grid");
+  Object.entries(histograms.layers).forEach(([layer, perEpoch], position) => {
+    const id = `histogram-${layer.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+    let plot = document.getElementById(id);
+    if (!plot) {
+      plot = el("div", { class: "chart histogram", id, dataset: { layer } });
+      grid.append(el("section", { class: "chart-card" }, plot));
+    }
+    const histogram = perEpoch[index];
+    const edges = histogram?.edges ?? [];
+    const centers = edges.slice(0, -1).map((edge, i) => (edge + edges[i + 1]) / 2);
+    const widths = edges.slice(0, -1).map((edge, i) => edges[i + 1] - edge);
+    Plotly.react(plot, [{
+      type: "bar", x: centers, y: histogram?.counts ?? [], width: widths,
+      marker: { color: colorOf(position) }, hovertemplate: "w ≈ %{x:.3g}: %{y}<extra></extra>",
+    }], {
+      title: { text: `${layer} kernel`, font: { size: 13 }, x: 0.02, xanchor: "left" },
+      height: 220, margin: { l: 44, r: 10, t: 30, b: 30 }, bargap: 0.02,
+      xaxis: { title: { text: "weight", standoff: 2 }, zeroline: true },
+      yaxis: { title: { text: "count" } },
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fff",
+      font: { family: "system-ui, sans-serif", size: 11, color: "#1d2330" },
+    }, { responsive: true, displaylogo: false });
+  });
+  grid.dataset.epoch = epoch ?? "";
 }
 
 function fact(label, value, id) {
@@ -91,9 +214,14 @@ function renderFacts() {
     fact("Attempt", `${run.attempt} of ${run.max_attempts}`),
     fact("Created", formatTime(run.created_at)),
     fact("Training time", seconds === null ? "–" : formatDuration(seconds)),
-    fact("Dataset", run.spec.dataset.name),
-    fact("Loop", run.spec.training.loop === "fit" ? "model.fit" : "GradientTape"),
+    fact("Dataset", run.spec?.dataset.name ?? run.script?.dataset ?? "–"),
+    fact("Loop", loopName()),
   );
+}
+
+function loopName() {
+  if (!run.spec) return `your script${run.script?.framework ? ` (${run.script.framework})` : ""}`;
+  return run.spec.training.loop === "fit" ? "model.fit" : "GradientTape";
 }
 
 function renderRun() {
@@ -101,9 +229,11 @@ function renderRun() {
   document.querySelector("#run-name").textContent = `#${run.id} ${run.name}`;
   document.querySelector("#run-status").replaceChildren(statusBadge(run.status));
   document.querySelector("#run-regularization").textContent = run.regularization;
-  document.querySelector("#run-notes").textContent = run.spec.notes ?? "";
-  document.querySelector("#cancel").hidden = FINAL.has(run.status);
-  document.querySelector("#clone").href = `/new?clone=${run.id}`;
+  document.querySelector("#run-notes").textContent = run.spec?.notes ?? run.script?.command ?? "";
+  document.querySelector("#cancel").hidden = isFinal(run.status) || !run.spec;
+  const clone = document.querySelector("#clone");
+  clone.hidden = !run.spec; // a script run has no spec to clone
+  clone.href = `/new?clone=${run.id}`;
   document.querySelector("#download-csv").href = `/api/experiments/${run.id}/metrics?format=csv`;
   const model = document.querySelector("#download-model");
   model.hidden = !run.has_model;
@@ -120,7 +250,8 @@ function renderRun() {
     tests.replaceChildren(el("dl", { class: "facts" },
       Object.entries(run.test_metrics).map(([name, value]) => fact(name, formatNumber(value)))));
   }
-  document.querySelector("#spec").textContent = JSON.stringify(run.spec, (key, value) => (value === null ? undefined : value), 2);
+  document.querySelector("#spec").textContent = JSON.stringify(run.spec ?? { script: run.script },
+    (key, value) => (value === null ? undefined : value), 2);
   renderFacts();
 }
 
@@ -140,6 +271,14 @@ async function start() {
   const classification = run.task === "classification";
   charts = buildCharts(classification);
   renderRun();
+  refreshDiagnostics({ now: true });
+  document.querySelector("#histogram-epoch").addEventListener("input", (event) => {
+    histograms.followLatest = event.target.value === event.target.max;
+    drawHistograms();
+  });
+  // Per-batch charts of script runs come from another module; the page works without it.
+  const batches = document.querySelector("#batches");
+  import("./batches.js").then((module) => module.mountBatchChart(batches, runId)).catch(() => {});
   document.querySelector("#cancel").addEventListener("click", async (event) => {
     event.target.disabled = true;
     try {
@@ -155,7 +294,8 @@ async function start() {
       Object.assign(run, { status: data.status, device: data.device ?? run.device, attempt: data.attempt,
         error: data.error, error_epoch: data.error_epoch });
       renderRun();
-      if (FINAL.has(data.status) || data.status === "running") reload();
+      if (isFinal(data.status) || data.status === "running") reload();
+      if (isFinal(data.status)) refreshDiagnostics({ now: true });
     },
     onConnection: (connected) => banner.set(connected),
   });

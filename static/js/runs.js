@@ -1,4 +1,5 @@
-// The runs table: server-side paging and filters, refreshed every two seconds.
+// The runs table: server-side paging and filters, refreshed every two seconds; each
+// page's verdicts come in one /api/verdicts request (a finished run's is kept).
 import { api, connectionBanner, el, formatNumber, formatTime, statusBadge } from "./api.js";
 
 const PAGE_SIZE = 50;
@@ -13,6 +14,37 @@ const pageInfo = document.querySelector("#page-info");
 const banner = connectionBanner();
 let timer = null;
 let generation = 0;
+const FINAL_STATUSES = new Set(["succeeded", "failed", "cancelled", "pruned"]);
+const VERDICT_TEXT = {
+  overfitting: "over-fitting", underfitting: "under-fitting", healthy: "healthy", too_early: "too early",
+};
+const finalVerdicts = new Map(); // run id → verdict of a run that can no longer change
+
+function verdictBadge(verdict) {
+  if (!verdict) return "";
+  let text = VERDICT_TEXT[verdict.verdict] ?? verdict.verdict;
+  if (verdict.from_epoch !== null) text += ` from ${verdict.from_epoch}`;
+  return el("span", { class: `badge verdict verdict-${verdict.verdict}`, title: `${verdict.hint} — ${verdict.reason}` }, text);
+}
+
+async function loadVerdicts(runs, mine) {
+  const wanted = runs.filter((run) => !finalVerdicts.has(run.id)).map((run) => run.id);
+  let fetched = {};
+  if (wanted.length) {
+    try {
+      fetched = (await api(`/api/verdicts?ids=${wanted.join(",")}`)).verdicts;
+    } catch {
+      return; // the next refresh tries again
+    }
+  }
+  if (mine !== generation) return;
+  for (const run of runs) {
+    const verdict = finalVerdicts.get(run.id) ?? fetched[String(run.id)];
+    if (verdict && FINAL_STATUSES.has(run.status)) finalVerdicts.set(run.id, verdict);
+    const cell = body.querySelector(`tr[data-id="${run.id}"] td.verdict`);
+    if (cell) cell.replaceChildren(verdictBadge(verdict));
+  }
+}
 
 function progress(run) {
   const total = run.epochs_total || 1;
@@ -69,6 +101,7 @@ function row(run) {
     el("td", {}, statusBadge(run.status)),
     el("td", {}, progress(run)),
     el("td", { class: "num" }, formatNumber(run.best_val_data_loss)),
+    el("td", { class: "verdict" }, verdictBadge(finalVerdicts.get(run.id))),
     el("td", {}, run.regularization),
     el("td", {}, run.device ?? ""),
     el("td", {}, formatTime(run.created_at)),
@@ -93,6 +126,7 @@ async function refresh() {
     banner.set(true);
     state.total = page.total;
     body.replaceChildren(...page.items.map(row));
+    loadVerdicts(page.items, mine);
     empty.hidden = page.items.length > 0;
     const first = page.total ? state.offset + 1 : 0;
     pageInfo.textContent = `${first}–${state.offset + page.items.length} of ${page.total}`;

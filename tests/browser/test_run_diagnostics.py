@@ -1,0 +1,143 @@
+"""The run page's verdict, over-fitting marker and histogram slider, and the runs table's
+verdict column, in real Chromium against a real server fed by a real training run."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from app.spec import ExperimentSpec
+from tests.app.test_verdict import OVERFITTING_SPEC
+from tests.browser.conftest import screenshot
+from tests.factories import make_spec
+
+
+@pytest.fixture
+def server_page(browser: Browser, live_server: str) -> Iterator[Page]:
+    context = browser.new_context(
+        base_url=live_server, viewport={"width": 1400, "height": 900}, bypass_csp=True
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def train_as_a_worker(url: str, spec: dict[str, Any]) -> int:
+    """Submit, claim and train a run in this process the way a training child does:
+    epochs and histograms streamed through the worker routes, then the finish."""
+    from worker.streaming import MetricSender, StreamingCallback
+    from worker.training import train
+
+    http = httpx.Client(base_url=url, timeout=30)
+    run_id = http.post("/api/experiments", json=spec).json()["id"]
+    claim = http.post(
+        "/api/worker/claim", json={"worker_id": "w", "host": "h", "slot": "CPU", "wait": 0}
+    ).json()
+    assert claim["experiment_id"] == run_id
+    token = claim["lease_token"]
+    route = f"/api/worker/experiments/{run_id}"
+
+    def upload(points: list[dict[str, Any]]) -> None:
+        body = {"lease_token": token, "points": points}
+        http.post(f"{route}/metrics", json=body).raise_for_status()
+
+    def upload_histograms(epoch: int, layers: dict[str, Any]) -> None:
+        body = {"lease_token": token, "epoch": epoch, "layers": layers}
+        http.post(f"{route}/histograms", json=body).raise_for_status()
+
+    # Heartbeats keep the lease while this busy machine trains (the supervisor's job).
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(1.0):
+            httpx.post(f"{url}{route}/heartbeat", json={"lease_token": token}, timeout=10)
+
+    beating = threading.Thread(target=heartbeat, daemon=True)
+    beating.start()
+    sender = MetricSender(upload=upload, upload_histograms=upload_histograms).start()
+    try:
+        result = train(ExperimentSpec.model_validate(spec), [StreamingCallback(sender)])
+        assert sender.close(timeout=60)
+    finally:
+        stop.set()
+        beating.join()
+    finish = {
+        "lease_token": token,
+        "status": "succeeded",
+        "test_metrics": result.test_metrics,
+        "best_epoch": result.best_epoch,
+    }
+    http.post(f"{route}/finish", json=finish).raise_for_status()
+    http.close()
+    return run_id
+
+
+def test_verdict_marker_histograms_and_the_table_column(
+    server_page: Page, live_server: str
+) -> None:
+    spec = {**OVERFITTING_SPEC, "training": {**OVERFITTING_SPEC["training"], "histogram_every": 10}}
+    overfit = train_as_a_worker(live_server, spec)
+    queued = httpx.post(f"{live_server}/api/experiments", json=make_spec(name="waiting")).json()[
+        "id"
+    ]
+    page = server_page
+
+    page.goto(f"/runs/{overfit}")
+    verdict = page.locator("#verdict")
+    expect(verdict).to_have_text(re.compile(r"^over-fitting from epoch \d+$"))
+    expect(verdict).to_have_class(re.compile("verdict-overfitting"))
+    expect(page.locator("#verdict-hint")).to_contain_text("raise λ")
+    from_epoch = int(verdict.inner_text().rsplit(" ", 1)[1])
+    # The dotted marker on the data-loss chart sits at that epoch.
+    page.wait_for_function(
+        "() => document.querySelector('#chart-data-loss').layout?.shapes?.length === 1"
+    )
+    marker = page.evaluate("() => document.querySelector('#chart-data-loss').layout.shapes[0].x0")
+    assert marker == from_epoch
+    # The help explains the rule.
+    page.locator("#verdict-help summary").click()
+    expect(page.locator("#verdict-help")).to_contain_text("validation data loss is lowest")
+
+    # Histograms at epochs 0, 10, 20, 30 and the last (39); the slider starts at the last.
+    histograms = page.locator("#histograms")
+    expect(histograms).to_be_visible()
+    slider = page.locator("#histogram-epoch")
+    expect(slider).to_have_attribute("max", "4")
+    expect(page.locator("#histogram-epoch-label")).to_have_text("39")
+    expect(page.locator("#histogram-grid .histogram")).to_have_count(3)  # two hidden + output
+    bars = "() => document.querySelector('#histogram-dense_0').data[0].y.reduce((a, b) => a + b)"
+    assert page.evaluate(bars) == 64 * 256  # every weight of the first kernel, binned
+    last_edges = page.evaluate("() => document.querySelector('#histogram-dense_0').data[0].x")
+    slider.fill("0")
+    expect(page.locator("#histogram-epoch-label")).to_have_text("0")
+    expect(page.locator("#histogram-grid")).to_have_attribute("data-epoch", "0")
+    first_edges = page.evaluate("() => document.querySelector('#histogram-dense_0').data[0].x")
+    assert first_edges != last_edges  # the weights spread while training
+    screenshot(page, "run-diagnostics")
+
+    page.goto("/")
+    expect(page.locator(f'tr[data-id="{overfit}"] td.verdict')).to_have_text(
+        f"over-fitting from {from_epoch}"
+    )
+    expect(page.locator(f'tr[data-id="{queued}"] td.verdict')).to_have_text("too early")
+    expect(page.locator("#runs thead")).to_contain_text("Verdict")
+    screenshot(page, "runs-verdict-column")
+
+
+def test_a_run_without_histograms_hides_the_panel(server_page: Page, live_server: str) -> None:
+    spec = make_spec(name="no histograms", training={"epochs": 2, "histogram_every": 0})
+    run_id = train_as_a_worker(live_server, spec)
+    server_page.goto(f"/runs/{run_id}")
+    expect(server_page.locator("#verdict")).to_have_text("too early to tell")
+    expect(server_page.locator("#histograms")).to_be_hidden()
+    expect(server_page.locator("#batches")).to_be_attached()
