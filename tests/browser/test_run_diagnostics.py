@@ -141,3 +141,40 @@ def test_a_run_without_histograms_hides_the_panel(server_page: Page, live_server
     expect(server_page.locator("#verdict")).to_have_text("too early to tell")
     expect(server_page.locator("#histograms")).to_be_hidden()
     expect(server_page.locator("#batches")).to_be_attached()
+
+
+def test_a_script_run_shows_its_own_facts_and_verdict(server_page: Page, live_server: str) -> None:
+    script = {
+        "task": "regression",
+        "epochs": 12,
+        "regularization": "L2 0.001",
+        "dataset": "my measurements",
+        "framework": "keras 3.15 (jax)",
+    }
+    run = httpx.post(f"{live_server}/api/runs", json={"name": "my script", "script": script})
+    assert run.status_code == 201, run.text
+    run_id = run.json()["id"]
+    points = [
+        {
+            "epoch": epoch,
+            "values": {
+                "data_loss": 1.0 - 0.05 * epoch,
+                "val_data_loss": 1.0 - 0.1 * epoch if epoch <= 4 else 0.6 + 0.08 * (epoch - 4),
+            },
+        }
+        for epoch in range(12)
+    ]
+    uploaded = httpx.post(f"{live_server}/api/runs/{run_id}/metrics", json={"points": points})
+    assert uploaded.status_code == 200, uploaded.text
+
+    page = server_page
+    page.goto(f"/runs/{run_id}")
+    expect(page.locator("#run-name")).to_have_text(f"#{run_id} my script")
+    expect(page.locator("#run-regularization")).to_have_text("L2 0.001")
+    expect(page.locator("#facts")).to_contain_text("my measurements")
+    expect(page.locator("#facts")).to_contain_text("your script (keras 3.15 (jax))")
+    expect(page.locator("#verdict")).to_have_text("over-fitting from epoch 4")
+    expect(page.locator("#clone")).to_be_hidden()
+    expect(page.locator("#spec")).to_contain_text("my measurements")
+    page.goto("/")
+    expect(page.locator(f'tr[data-id="{run_id}"] td.verdict')).to_have_text("over-fitting from 4")
