@@ -26,12 +26,14 @@ function traces(name, series, color) {
   if (exact) return [line];
   return [
     {
-      x: series.step, y: series.min, name: "min", mode: "lines", line: { width: 0, color },
+      x: series.step, y: series.min, name: "min", mode: "lines",
+      line: { width: 0.6, color: bandColor(color, 0.55) },
       showlegend: false, hovertemplate: "min %{y:.4g}<extra></extra>",
     },
     {
       x: series.step, y: series.max, name: "min-max", mode: "lines", fill: "tonexty",
-      fillcolor: bandColor(color, 0.25), line: { width: 0, color },
+      // A thin edge too: a one-bucket spike is a sliver of band, too thin to see alone.
+      fillcolor: bandColor(color, 0.25), line: { width: 0.6, color: bandColor(color, 0.55) },
       hovertemplate: "max %{y:.4g}<extra></extra>",
     },
     line,
