@@ -92,7 +92,7 @@ def verdict(
 
     Example:
         >>> verdict(range(8), [1, .8, .6, .5, .4, .3, .2, .1], [1, .8, .7, .7, .8, .9, 1, 1.1])
-        Verdict(verdict='overfitting', from_epoch=3, ...)
+        Verdict(verdict='overfitting', from_epoch=2, ...)
     """
     points = [
         (epoch, float(train), float(val))
