@@ -63,7 +63,9 @@ function findGroups() {
     if (!byKey.has(run.group_key)) byKey.set(run.group_key, []);
     byKey.get(run.group_key).push(run);
   }
-  groups = [...byKey.entries()].filter(([, members]) => members.length >= 2)
+  // Runs of one spec and one seed are copies (training is deterministic), not seed repeats.
+  const seeds = (members) => new Set(members.map((run) => run.spec?.training?.seed)).size;
+  groups = [...byKey.entries()].filter(([, members]) => members.length >= 2 && seeds(members) >= 2)
     .map(([key, members], index) => ({ id: `g${index}`, key, runs: members }));
   groupOf.clear();
   for (const group of groups) for (const run of group.runs) groupOf.set(run.id, group);
@@ -71,7 +73,7 @@ function findGroups() {
 
 const banding = () => groups.length > 0 && document.querySelector("#bands").checked
   && !document.querySelector("#multiples").checked;
-const groupLabel = (grp) => `${grp.runs.map((run) => `#${run.id}`).join(" ")} · mean ± 1 std of ${grp.runs.length} seeds`;
+const groupLabel = (grp) => `${grp.runs.map((run) => `#${run.id}`).join(" ")} · mean ± 1 std of ${grp.runs.length} runs`;
 
 // Mean and ± one (sample) standard deviation of a metric over a group's runs, per epoch.
 function groupStats(grp, metric) {

@@ -220,12 +220,13 @@ def test_seed_repeats_draw_a_band_and_the_list_links_them(page: Page, server: st
     assert band["y"] == pytest.approx([1.2, 1.0])  # mean + sample std (0.1)
     screenshot(page, "sweep-seeds")
 
-    # The compare view draws the seed group as a mean and a band, the lone run as lines.
+    # The compare view draws the seed group as a mean and a band, the lone run as lines
+    # (a copy of one seed is no seed repeat: test_dashboard's identical runs stay lines).
     ids = [*sweep["experiment_ids"], other["id"]]
     page.goto(f"/compare?ids={','.join(map(str, ids))}")
     page.wait_for_function("document.getElementById('chart-data-loss')?.data?.length === 8")
     names = page.evaluate("document.getElementById('chart-data-loss').data.map(t => t.name)")
-    label = " ".join(f"#{i}" for i in sweep["experiment_ids"]) + " · mean ± 1 std of 3 seeds"
+    label = " ".join(f"#{i}" for i in sweep["experiment_ids"]) + " · mean ± 1 std of 3 runs"
     assert names == [
         f"{label} - 1 std",
         f"{label} + 1 std",

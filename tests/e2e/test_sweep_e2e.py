@@ -3,13 +3,14 @@ the sweep page draws the path in Chromium."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import sync_playwright
 
-from tests.browser.conftest import browser, screenshot  # noqa: F401  (the browser fixture)
+from tests.browser.conftest import CHROMIUM, screenshot
 from tests.conftest import wait_for
 from tests.factories import make_spec
 
@@ -34,10 +35,7 @@ def finished(url: str, sweep_id: int, timeout: float = 900) -> dict[str, Any]:
     return read()
 
 
-def test_a_sweep_of_four_tiny_runs_and_its_path_in_the_browser(
-    stack: str,
-    browser: Browser,  # noqa: F811
-) -> None:
+def test_a_sweep_of_four_tiny_runs_and_its_path_in_the_browser(stack: str) -> None:
     base = make_spec(
         name="e2e sweep base",
         dataset={"name": "moons", "n_samples": 200, "noise": 0.3},
@@ -69,19 +67,30 @@ def test_a_sweep_of_four_tiny_runs_and_its_path_in_the_browser(
     # A strong penalty holds the training data loss up: the under-fitting end of the path.
     assert runs[3]["data_loss"] > runs[0]["data_loss"]
 
-    context = browser.new_context(base_url=stack, viewport={"width": 1300, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"/sweeps/{sweep['id']}")
-    page.locator("#chart-path-0 .scatterlayer .trace .point").first.wait_for()
-    # Four circles (best val_data_loss), four diamonds (final data_loss), one star (best).
-    points = page.locator("#chart-path-0 .scatterlayer .trace .point")
-    assert points.count() == 9
-    best = min(runs, key=lambda run: run["best_val_data_loss"])
-    label = f"{best['point'][L2]:g}"
-    assert page.locator("#chart-path-0 .annotation-text").text_content() == f"best l2={label}"
-    assert page.locator(f'#sweep-runs tr.best[data-id="{best["id"]}"]').count() == 1
-    screenshot(page, "sweep-e2e")
-    context.close()
-    assert errors == []
+    # Chromium in a thread of its own: the browser tests' session fixture may already run
+    # Playwright's sync API on this thread, and it allows one per thread.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(check_path_plot, stack, sweep["id"], runs).result()
+
+
+def check_path_plot(url: str, sweep_id: int, runs: list[dict[str, Any]]) -> None:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        context = browser.new_context(base_url=url, viewport={"width": 1300, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"/sweeps/{sweep_id}")
+        page.locator("#chart-path-0 .scatterlayer .trace .point").first.wait_for()
+        # Four circles (best val_data_loss), four diamonds (final data_loss), one star (best).
+        points = page.locator("#chart-path-0 .scatterlayer .trace .point")
+        assert points.count() == 9
+        best = min(runs, key=lambda run: run["best_val_data_loss"])
+        label = f"{best['point'][L2]:g}"
+        assert page.locator("#chart-path-0 .annotation-text").text_content() == f"best l2={label}"
+        assert page.locator(f'#sweep-runs tr.best[data-id="{best["id"]}"]').count() == 1
+        screenshot(page, "sweep-e2e")
+        browser.close()
+        assert errors == []
