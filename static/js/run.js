@@ -122,8 +122,9 @@ async function loadVerdict() {
   badge.textContent = text;
   badge.className = `badge verdict verdict-${verdict.verdict}`;
   badge.title = verdict.reason;
-  document.querySelector("#verdict-hint").textContent = `${verdict.hint} — ${verdict.reason}`;
-  document.querySelector("#verdict-line").hidden = false;
+  const hint = document.querySelector("#verdict-hint");
+  hint.textContent = `${verdict.hint} — ${verdict.reason}`;
+  hint.title = hint.textContent;
   markOverfitting(verdict.verdict === "overfitting" ? verdict.from_epoch : null);
 }
 
