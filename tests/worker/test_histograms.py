@@ -68,7 +68,13 @@ def histogram_upload(url: str, run: dict[str, Any]) -> Any:
     return upload
 
 
-def test_a_real_run_sends_histograms_every_n_epochs(live_server: str) -> None:
+@pytest.fixture
+def long_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No heartbeats here: a lease that outlasts a slow run on a busy machine."""
+    monkeypatch.setenv("REGLAB_LEASE_SECONDS", "600")
+
+
+def test_a_real_run_sends_histograms_every_n_epochs(long_lease: None, live_server: str) -> None:
     spec = tiny_spec(histogram_every=3)
     run = claimed_run(live_server, spec)
     upload = histogram_upload(live_server, run)
