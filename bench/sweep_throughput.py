@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -170,6 +171,8 @@ def run_queue(runs: int, epochs: int) -> dict[str, Any]:
                 time.sleep(0.05)
             seconds = time.perf_counter() - began
             details = [client.get(f"/api/experiments/{i}").json() for i in ids]
+        for run in details:
+            run["epoch_times"] = epoch_times(server.url, run["id"])
         errors = server.error_summary()
     return {
         "seconds": seconds,
@@ -180,22 +183,40 @@ def run_queue(runs: int, epochs: int) -> dict[str, Any]:
     }
 
 
+def epoch_times(url: str, run_id: int) -> tuple[float, float]:
+    """(first epoch began, last epoch ended), Unix times, from the run's replayed events
+    (each `metrics` event carries its epoch's end time and `epoch_seconds`)."""
+    from app.client import ReglabClient
+
+    first = last = float("nan")
+    with ReglabClient(url) as client:
+        for event in client.events(run_id, reconnect=False):
+            if event.kind != "metrics":
+                continue
+            end = float(event.data["time"])
+            if math.isnan(first):
+                first = end - float(event.data["values"].get("epoch_seconds", 0.0))
+            last = end
+    return first, last
+
+
 def queue_rows(queue: dict[str, Any]) -> list[list[str]]:
-    """Per run: when it was claimed and finished (from the first POST), and the gaps."""
+    """Per run: claimed (its `started_at`), first epoch began, last epoch ended, finished;
+    each as the time since the previous mark."""
     rows = []
-    previous_end: str | None = None
-    origin = datetime.fromtimestamp(queue["submitted_at"]).astimezone()
+    previous_end = queue["submitted_at"]
     for run in sorted(queue["runs"], key=lambda run: run["started_at"] or ""):
-        started, finished = run["started_at"], run["finished_at"]
-        begin = datetime.fromisoformat(started) if started else None
-        end = datetime.fromisoformat(finished) if finished else None
+        claimed = datetime.fromisoformat(run["started_at"]).timestamp()
+        finished = datetime.fromisoformat(run["finished_at"]).timestamp()
+        first, last = run["epoch_times"]
         rows.append(
             [
                 run["name"],
-                f"{(begin - origin).total_seconds():.2f} s" if begin else "n/a",
-                f"{(end - origin).total_seconds():.2f} s" if end else "n/a",
-                f"{_seconds(finished, started):.2f} s",
-                f"{_seconds(started, previous_end):.2f} s" if previous_end else "-",
+                f"{claimed - previous_end:.2f}",
+                f"{first - claimed:.2f}",
+                f"{last - first:.2f}",
+                f"{finished - last:.2f}",
+                f"{finished - queue['submitted_at']:.2f}",
             ]
         )
         previous_end = finished
@@ -237,8 +258,15 @@ def main() -> None:
     plain = (before["fits"] + after["fits"]) / 2
     plain_total = (before["total"] + after["total"]) / 2
     print_table(
-        f"Where the queue's time went ({args.runs} runs, one CPU slot; times from the first POST)",
-        ["run", "claimed", "finished", "claimed → finished", "gap after previous"],
+        f"Where the queue's time went, s ({args.runs} runs, one CPU slot)",
+        [
+            "run",
+            "previous finished → claimed",
+            "claimed → 1st epoch began (child start)",
+            "epochs",
+            "last epoch → finished (test, save, upload)",
+            "finished, since 1st POST",
+        ],
         queue_rows(queue),
     )
     durations = [_seconds(run["finished_at"], run["started_at"]) for run in queue["runs"]]

@@ -409,6 +409,17 @@ def mlflow_history(client: httpx.Client, run_id: str, key: str) -> list[dict[str
             return metrics
 
 
+@dataclass
+class Fetch:
+    """One way of fetching the histories: its requests, and per repeat its wall time and
+    the CPU time of this client and of the server (its whole process tree)."""
+
+    requests: int = 0
+    seconds: list[float] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+
+
 def fetch_rounds(
     reglab: Server,
     mlflow_server: MlflowServer,
@@ -416,7 +427,7 @@ def fetch_rounds(
     mlflow_ids: list[str],
     epochs: int,
     repeats: int,
-) -> dict[str, list[float]]:
+) -> dict[str, Fetch]:
     from mlflow import MlflowClient
 
     names = expected_names()
@@ -463,8 +474,8 @@ def fetch_rounds(
         "MLflow get-history-bulk-interval per metric (its UI's call)": mlflow_bulk,
         "MLflow MlflowClient.get_metric_history per run and metric": mlflow_python_client,
     }
-    seconds: dict[str, list[float]] = {name: [] for name in ways}
-    requests: dict[str, int] = {}
+    servers = {name: reglab if name.startswith("reglab") else mlflow_server for name in ways}
+    fetches = {name: Fetch() for name in ways}
     try:
         for way in ways.values():
             way()  # warm both servers' caches and connections
@@ -472,17 +483,21 @@ def fetch_rounds(
         for repeat in range(repeats):
             shift = repeat % len(order)
             for name in order[shift:] + order[:shift]:
+                fetch, server = fetches[name], servers[name]
+                assert server.process is not None
+                server_cpu = process_tree_cpu(server.process.pid)
+                client_cpu = time.process_time()
                 began = time.perf_counter()
-                points, requests[name] = ways[name]()
-                seconds[name].append(time.perf_counter() - began)
+                points, fetch.requests = ways[name]()
+                fetch.seconds.append(time.perf_counter() - began)
+                fetch.client_cpu.append(time.process_time() - client_cpu)
+                fetch.server_cpu.append(process_tree_cpu(server.process.pid) - server_cpu)
                 if points != expected:
                     raise RuntimeError(f"{name}: {points} of {expected} points")
     finally:
         reglab_http.close()
         mlflow_http.close()
-    for name in ways:
-        seconds[f"{name}#requests"] = [float(requests[name])]
-    return seconds
+    return fetches
 
 
 # --- report -------------------------------------------------------------------------------
@@ -533,7 +548,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="fits per tool (default 3)")
     parser.add_argument("--epochs", type=int, default=100, help="epochs per fit and per run")
     parser.add_argument("--runs", type=int, default=20, help="runs fetched (default 20)")
-    parser.add_argument("--fetch-repeats", type=int, default=15, help="timed fetches per way")
+    parser.add_argument("--fetch-repeats", type=int, default=7, help="timed fetches per way")
     args = parser.parse_args()
     missing = _missing_mlflow()
     if missing:
@@ -571,25 +586,25 @@ def main() -> None:
 
     rows = []
     fetch_p50: dict[str, float] = {}
-    for name, values in fetches.items():
-        if name.endswith("#requests"):
-            continue
-        fetch_p50[name] = median(values)
+    for name, fetch in fetches.items():
+        fetch_p50[name] = median(fetch.seconds)
         rows.append(
             [
                 name,
-                str(int(fetches[f"{name}#requests"][0])),
-                fmt_ms(median(values), 1),
-                fmt_ms(percentile(values, 90), 1),
-                f"{len(values)}",
+                str(fetch.requests),
+                fmt_ms(median(fetch.seconds), 1),
+                fmt_ms(percentile(fetch.seconds, 90), 1),
+                fmt_ms(median(fetch.server_cpu), 1),
+                fmt_ms(median(fetch.client_cpu), 1),
             ]
         )
     reglab_fetch = fetch_p50["reglab GET /api/metrics?ids=<20>"]
     for row, name in zip(rows, fetch_p50, strict=True):
         row.append(f"{fetch_p50[name] / reglab_fetch:.1f}x")
     print_table(
-        f"Fetch {args.runs} runs x {args.epochs} epochs x 10 metrics, full histories",
-        ["way", "requests", "p50", "p90", "repeats", "÷ reglab"],
+        f"Fetch {args.runs} runs x {args.epochs} epochs x 10 metrics, full histories "
+        f"({args.fetch_repeats} repeats each)",
+        ["way", "requests", "p50", "p90", "server CPU p50", "client CPU p50", "÷ reglab"],
         rows,
     )
     speedup = sync_p50 / reglab_p50
