@@ -199,6 +199,7 @@ class ReglabClient:
                             "succeeded",
                             "failed",
                             "cancelled",
+                            "pruned",
                         ):
                             return
             except (httpx.TransportError, httpx.RemoteProtocolError):
@@ -324,6 +325,15 @@ class WorkerClient:
             "POST",
             f"/api/worker/experiments/{experiment_id}/metrics",
             json={"lease_token": lease_token, "points": points},
+        ).json()
+
+    def upload_histograms(
+        self, experiment_id: int, lease_token: str, epoch: int, layers: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/histograms",
+            json={"lease_token": lease_token, "epoch": epoch, "layers": layers},
         ).json()
 
     def upload_model(self, experiment_id: int, lease_token: str, content: bytes) -> None:

@@ -22,4 +22,25 @@ def alembic_config(database_url: str | None = None) -> Config:
 
 
 def upgrade(database_url: str | None = None) -> None:
-    command.upgrade(alembic_config(database_url), "head")
+    """Migrate to the latest revision. On PostgreSQL, replicas that start together take
+    turns under an advisory lock (otherwise two would create the same tables at once)."""
+    url = database_url or get_settings().database_url
+    if not url.startswith("postgresql"):
+        command.upgrade(alembic_config(url), "head")
+        return
+    from sqlalchemy import text
+
+    from app.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(hashtext('reglab-migrations'))"))
+            connection.commit()
+            try:
+                command.upgrade(alembic_config(url), "head")
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(hashtext('reglab-migrations'))"))
+                connection.commit()
+    finally:
+        engine.dispose()

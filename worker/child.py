@@ -167,7 +167,10 @@ def _train_and_report(
     from worker.training import Diverged, train
 
     sender = MetricSender(
-        upload=lambda points: client.upload_metrics(experiment_id, token, points)
+        upload=lambda points: client.upload_metrics(experiment_id, token, points),
+        upload_histograms=lambda epoch, layers: client.upload_histograms(
+            experiment_id, token, epoch, layers
+        ),
     ).start()
     callback = StreamingCallback(sender)
     outcome: dict[str, Any]

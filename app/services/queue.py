@@ -223,7 +223,11 @@ def sweep_expired(session: Session, *, now: datetime | None = None) -> list[int]
         requeue_or_fail(
             session,
             row,
-            error="worker lost: its lease expired without a heartbeat",
+            error=(
+                "script went quiet: no upload or heartbeat for a lease period"
+                if row.source == "script"
+                else "worker lost: its lease expired without a heartbeat"
+            ),
             error_epoch=row.epochs_done,
         )
     session.commit()

@@ -42,7 +42,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   return payload;
 }
 
-export const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+export const FINAL = new Set(["succeeded", "failed", "cancelled", "pruned"]);
 
 // Follow a run's events. EventSource reconnects by itself and sends Last-Event-ID, so a
 // dropped connection resumes without gaps; we close it after the final status.
