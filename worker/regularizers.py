@@ -8,7 +8,6 @@ the TensorFlow and JAX backends.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,6 +15,12 @@ import keras
 from keras import ops
 
 from app.spec import RegularizerSpec, ScheduleSpec
+from worker.plugins import (  # noqa: F401  (plugin_names is part of this module's interface)
+    ENTRY_POINT_GROUP,
+    PLUGIN_ENV,
+    configured_plugins,
+    plugin_names,
+)
 
 
 def _strength(value: float, x: Any) -> Any:
@@ -123,8 +128,6 @@ def from_spec(spec: RegularizerSpec | None) -> keras.regularizers.Regularizer | 
 
 PluginFactory = Callable[..., keras.regularizers.Regularizer]
 PLUGINS: dict[str, PluginFactory] = {}
-ENTRY_POINT_GROUP = "reglab.regularizers"
-PLUGIN_ENV = "REGLAB_REGULARIZER_PLUGINS"
 
 
 class UnknownPlugin(LookupError):
@@ -146,28 +149,6 @@ def register(name: str) -> Callable[[PluginFactory], PluginFactory]:
         return factory
 
     return decorate
-
-
-def configured_plugins() -> dict[str, str]:
-    """REGLAB_REGULARIZER_PLUGINS on this worker host: `name=module:attribute`, comma-separated.
-
-    Names are known without importing anything, so the supervisor (which never imports a
-    framework) can tell the server which penalties this host offers.
-    """
-    plugins: dict[str, str] = {}
-    for item in os.environ.get(PLUGIN_ENV, "").split(","):
-        name, _, target = item.strip().partition("=")
-        if name and target:
-            plugins[name.strip()] = target.strip()
-    return plugins
-
-
-def plugin_names() -> list[str]:
-    """Every plugin this host offers: configured ones and installed entry points."""
-    from importlib.metadata import entry_points
-
-    names = set(configured_plugins()) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return sorted(names)
 
 
 def load_plugins() -> list[str]:
