@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,13 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, stack: str) -> Iterator[Page]:
-    """A fresh page on the running stack; JavaScript errors fail the test."""
+@contextmanager
+def open_page(browser: Browser, url: str, width: int = 1400) -> Iterator[Page]:
+    """A fresh page on the server at `url`; JavaScript errors fail the test."""
     # Playwright's string predicates run through eval, which the pages' CSP forbids;
     # test_pages_work_under_the_content_security_policy checks the pages with it on.
     context = browser.new_context(
-        base_url=stack, viewport={"width": 1400, "height": 900}, bypass_csp=True
+        base_url=url, viewport={"width": width, "height": 900}, bypass_csp=True
     )
     page = context.new_page()
     errors: list[str] = []
@@ -51,6 +52,13 @@ def page(browser: Browser, stack: str) -> Iterator[Page]:
     yield page
     context.close()
     assert errors == [], f"JavaScript errors: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser, stack: str) -> Iterator[Page]:
+    """A fresh page on the running stack; JavaScript errors fail the test."""
+    with open_page(browser, stack) as page:
+        yield page
 
 
 def screenshot(page: Page, name: str) -> Path:

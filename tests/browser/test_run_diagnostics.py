@@ -14,22 +14,14 @@ from playwright.sync_api import Browser, Page, expect
 
 from app.spec import ExperimentSpec
 from tests.app.test_verdict import OVERFITTING_SPEC
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import open_page, screenshot
 from tests.factories import make_spec
 
 
 @pytest.fixture
 def server_page(browser: Browser, live_server: str) -> Iterator[Page]:
-    context = browser.new_context(
-        base_url=live_server, viewport={"width": 1400, "height": 900}, bypass_csp=True
-    )
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.set_default_timeout(20_000)
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
+    with open_page(browser, live_server) as page:
+        yield page
 
 
 def train_as_a_worker(url: str, spec: dict[str, Any]) -> int:

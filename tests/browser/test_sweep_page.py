@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from app.client import WorkerClient
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import open_page, screenshot
 from tests.factories import make_spec
 
 L2 = "model.layers[*].regularizer.l2"
@@ -28,16 +28,8 @@ def server(live_server: str) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser: Browser, server: str) -> Iterator[Page]:
-    context = browser.new_context(
-        base_url=server, viewport={"width": 1300, "height": 900}, bypass_csp=True
-    )
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.set_default_timeout(20_000)
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
+    with open_page(browser, server, width=1300) as page:
+        yield page
 
 
 def create_sweep(url: str, axes: list[dict[str, Any]], **changes: Any) -> dict[str, Any]:
