@@ -39,6 +39,7 @@ from app.limits import BodyLimitMiddleware
 from app.security import SecurityMiddleware
 from app.services import queue
 from app.settings import get_settings
+from app.spec import error_location
 
 log = logging.getLogger("reglab.server")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -126,7 +127,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = []
     for error in exc.errors():
-        loc = [str(part) for part in error.get("loc", ())]
+        loc = [str(part) for part in error_location(error.get("loc", ()))]
         field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
         errors.append(
             {

@@ -135,36 +135,61 @@ class RegularizerSpec(_Strict):
         return f"{self.kind.upper()} {getattr(self, self.kind):g}"
 
 
-class LayerSpec(_Strict):
-    """One hidden layer; the builder adds the flatten and the output layer."""
+class _Layer(_Strict):
+    """What every hidden layer has: an activation, penalties on its weights and outputs,
+    and a dropout rate after it. The builder adds the flatten and the output layer."""
 
-    type: Literal["dense", "conv1d", "conv2d"]
-    units: int | None = Field(default=None, ge=1, le=4096)
-    filters: int | None = Field(default=None, ge=1, le=512)
-    kernel_size: int | None = Field(default=None, ge=1, le=16)
-    pool_size: int | None = Field(default=None, ge=2, le=8)
     activation: Activation = "relu"
     regularizer: RegularizerSpec | None = None
     bias_regularizer: RegularizerSpec | None = None
     activity_regularizer: RegularizerSpec | None = None
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
 
-    @model_validator(mode="after")
-    def _shape_fields(self) -> LayerSpec:
-        if self.type == "dense":
-            if self.units is None:
-                raise ValueError("a dense layer needs 'units'")
-            for field in ("filters", "kernel_size", "pool_size"):
-                if getattr(self, field) is not None:
-                    raise ValueError(f"'{field}' does not apply to a dense layer")
-        else:
-            if self.filters is None:
-                raise ValueError(f"a {self.type} layer needs 'filters'")
-            if self.units is not None:
-                raise ValueError(f"'units' does not apply to a {self.type} layer")
-            if self.kernel_size is None:
-                self.kernel_size = 3
-        return self
+
+class DenseLayer(_Layer):
+    """A fully connected layer of `units` outputs."""
+
+    type: Literal["dense"]
+    units: int = Field(ge=1, le=4096)
+
+
+class _ConvLayer(_Layer):
+    filters: int = Field(ge=1, le=512)
+    kernel_size: int = Field(default=3, ge=1, le=16)
+    pool_size: int | None = Field(default=None, ge=2, le=8)
+
+
+class Conv1DLayer(_ConvLayer):
+    """A 1-D convolution ("same" padding) over a series, with optional max pooling."""
+
+    type: Literal["conv1d"]
+
+
+class Conv2DLayer(_ConvLayer):
+    """A 2-D convolution ("same" padding) over an image, with optional max pooling."""
+
+    type: Literal["conv2d"]
+
+
+# One schema per layer type, told apart by `type`: the OpenAPI document then says what
+# each type needs (a dense layer without `units` is invalid by the schema too).
+LayerSpec = Annotated[DenseLayer | Conv1DLayer | Conv2DLayer, Field(discriminator="type")]
+LAYER_TYPES: dict[str, type[_Layer]] = {
+    "dense": DenseLayer,
+    "conv1d": Conv1DLayer,
+    "conv2d": Conv2DLayer,
+}
+
+
+def error_location(loc: tuple[str | int, ...] | list[str | int]) -> tuple[str | int, ...]:
+    """A validation error's location as the spec's JSON names it: pydantic adds the layer
+    type after the index in a tagged union (`model.layers.0.dense.units`); drop it."""
+    out: list[str | int] = []
+    for part in loc:
+        if out and isinstance(out[-1], int) and part in LAYER_TYPES:
+            continue
+        out.append(part)
+    return tuple(out)
 
 
 class UploadRef(_Strict):

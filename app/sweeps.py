@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.spec import ExperimentSpec, Name
+from app.spec import LAYER_TYPES, ExperimentSpec, Name, error_location
 
 MAX_RUNS = 200  # runs one sweep may queue (points times seeds)
 MAX_SEED = 2**31 - 1
@@ -99,12 +99,13 @@ _KIND_READS = {
     "smoothness": {"smoothness"},
     "plugin": {"params"},
 }
-# Layer fields that apply to some layer types only.
+# Layer fields that apply to some layer types only, read off the spec's layer schemas.
+_LAYER_TYPES: dict[str, set[str]] = {}
+for _type, _schema in LAYER_TYPES.items():
+    for _field in _schema.model_fields:
+        _LAYER_TYPES.setdefault(_field, set()).add(_type)
 _LAYER_TYPES = {
-    "units": {"dense"},
-    "filters": {"conv1d", "conv2d"},
-    "kernel_size": {"conv1d", "conv2d"},
-    "pool_size": {"conv1d", "conv2d"},
+    _field: _types for _field, _types in _LAYER_TYPES.items() if _types != set(LAYER_TYPES)
 }
 
 
@@ -145,11 +146,21 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
+def _member_with(annotation: Any, token: Token) -> Any:
+    """For a union of schemas (the layer types), the first that has field `token`."""
+    if get_origin(annotation) in (Union, types.UnionType) and isinstance(token, str):
+        for member in get_args(annotation):
+            if isinstance(member, type) and token in getattr(member, "model_fields", {}):
+                return member
+    return annotation
+
+
 def leaf_type(tokens: Sequence[Token]) -> type[int] | type[float]:
     """The numeric type the path ends at, or PathError saying where it goes wrong."""
     current: Any = ExperimentSpec
     for position, token in enumerate(tokens):
         where = _render(tokens[: position + 1])
+        current = _member_with(current, token)
         if isinstance(current, type) and issubclass(current, BaseModel):
             if not isinstance(token, str) or token not in current.model_fields:
                 known = ", ".join(current.model_fields)
@@ -272,7 +283,7 @@ class _Axis:
 
 def _spec_error(error: ValidationError) -> str:
     first = error.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"])
+    where = ".".join(str(part) for part in error_location(first["loc"]))
     message = str(first["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import keras
 
-from app.spec import ExperimentSpec, LayerSpec, Task
+from app.spec import DenseLayer, ExperimentSpec, LayerSpec, Task
 from worker import regularizers
 
 InputLayout = Literal["flat", "image", "sequence"]
@@ -94,13 +94,11 @@ def _layers_for(layer: LayerSpec, index: int, scale: Any = None) -> list[keras.l
     }
     name = f"{layer.type}_{index}"
     built: list[keras.layers.Layer] = []
-    if layer.type == "dense":
-        assert layer.units is not None
+    if isinstance(layer, DenseLayer):
         built.append(
             keras.layers.Dense(layer.units, activation=layer.activation, name=name, **penalties)
         )
     else:
-        assert layer.filters is not None and layer.kernel_size is not None
         conv = keras.layers.Conv1D if layer.type == "conv1d" else keras.layers.Conv2D
         built.append(
             conv(

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.spec import ExperimentSpec, RegularizerSpec
+from app.spec import ExperimentSpec, RegularizerSpec, error_location
 from tests.factories import make_spec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "l2-dropout-digits.json"
@@ -51,7 +51,7 @@ def test_regularizer_kinds(regularizer: dict[str, object], described: str) -> No
 def _error_locs(payload: dict[str, object]) -> list[tuple[object, ...]]:
     with pytest.raises(ValidationError) as caught:
         ExperimentSpec.model_validate(payload)
-    return [error["loc"] for error in caught.value.errors()]
+    return [error_location(error["loc"]) for error in caught.value.errors()]
 
 
 @pytest.mark.parametrize(
@@ -103,11 +103,13 @@ def _error_locs(payload: dict[str, object]) -> list[tuple[object, ...]]:
             {"model": {"layers": [{"type": "dense", "units": 8, "regularizer": {"kind": "l7"}}]}},
             ("model", "layers", 0, "regularizer", "kind"),
         ),
-        ({"model": {"layers": [{"type": "dense"}]}}, ("model", "layers", 0)),
+        # Each layer type is its own schema: the error names the missing or foreign field.
+        ({"model": {"layers": [{"type": "dense"}]}}, ("model", "layers", 0, "units")),
         (
             {"model": {"layers": [{"type": "conv2d", "units": 3, "filters": 2}]}},
-            ("model", "layers", 0),
+            ("model", "layers", 0, "units"),
         ),
+        ({"model": {"layers": [{"type": "lstm2", "units": 3}]}}, ("model", "layers", 0)),
         ({"name": ""}, ("name",)),
         ({"name": "a\x00b"}, ("name",)),
         ({"surprise": 1}, ("surprise",)),
