@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+# The statuses live in the contract; re-exported for the server's modules.
+from app.spec import FINAL_STATUSES as FINAL_STATUSES
+from app.spec import Status as Status
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class Status(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-    pruned = "pruned"  # stopped early by its sweep: worse than the sweep's median so far
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATUSES
-
-
-FINAL_STATUSES = frozenset({Status.succeeded, Status.failed, Status.cancelled, Status.pruned})
 
 
 class UtcDateTime(TypeDecorator[datetime]):

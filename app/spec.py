@@ -8,11 +8,31 @@ its field, never a worker crash. This module imports pydantic only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Task = Literal["classification", "regression"]
+
+
+class Status(StrEnum):
+    """Where a run is. The server, the clients and the pages (static/js/status.js, tied to
+    this by a test) all read the final ones from here."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    pruned = "pruned"  # stopped early by its sweep: worse than the sweep's median so far
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({Status.succeeded, Status.failed, Status.cancelled, Status.pruned})
 
 
 @dataclass(frozen=True)
