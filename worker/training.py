@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -106,6 +106,38 @@ def best_epoch(history: Mapping[str, Sequence[float]]) -> int | None:
     return min(values)[1] if values else None
 
 
+def epoch_logs(
+    names: Sequence[str],
+    figures: Mapping[str, Any],
+    epoch: int,
+    *,
+    lr: float,
+    scale: float | None = None,
+) -> dict[str, float]:
+    """One epoch's logs under exactly `names`, as plain floats: the loop's figures, with
+    `reg_loss` (the epoch's mean penalty, loss - data_loss), `lr` and, under a schedule,
+    `reg_scale`. Raises `Diverged` when the training loss is not finite."""
+    logs = {name: float(figures[name]) for name in names if name in figures}
+    if not math.isfinite(logs["loss"]):
+        raise Diverged(epoch)
+    logs["reg_loss"] = logs["loss"] - logs["data_loss"]
+    logs["lr"] = lr
+    if scale is not None:
+        logs["reg_scale"] = scale
+    missing = set(names) - logs.keys()
+    if missing:
+        raise RuntimeError(f"epoch logs lack {sorted(missing)}")
+    return {name: logs[name] for name in names}
+
+
+class WeightHolder(Protocol):
+    """What early stopping copies and restores: a model, or one member of a pack."""
+
+    def get_weights(self) -> list[np.ndarray]: ...
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None: ...
+
+
 class EarlyStopping:
     """Stops training when `val_data_loss` has not improved by `min_delta` for `patience`
     epochs, and keeps a copy of the best epoch's weights to restore at the end.
@@ -118,7 +150,7 @@ class EarlyStopping:
         model: the model whose weights are copied and restored.
     """
 
-    def __init__(self, spec: EarlyStoppingSpec, model: keras.Model) -> None:
+    def __init__(self, spec: EarlyStoppingSpec, model: WeightHolder) -> None:
         self.spec = spec
         self.model = model
         self.best = math.inf
@@ -194,17 +226,9 @@ class _EpochFeed:
 
     def epoch_end(self, epoch: int, figures: Mapping[str, Any]) -> dict[str, float]:
         """Turn the loop's figures into logs; raise Diverged before any callback sees them."""
-        logs = {name: float(figures[name]) for name in self.names if name in figures}
-        if not math.isfinite(logs["loss"]):
-            raise Diverged(epoch)
-        logs["reg_loss"] = logs["loss"] - logs["data_loss"]
-        logs["lr"] = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        if self.scale is not None:
-            logs["reg_scale"] = float(ops.convert_to_numpy(self.scale))
-        missing = set(self.names) - logs.keys()
-        if missing:
-            raise RuntimeError(f"epoch logs lack {sorted(missing)}")
-        logs = {name: logs[name] for name in self.names}
+        lr = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        scale = float(ops.convert_to_numpy(self.scale)) if self.scale is not None else None
+        logs = epoch_logs(self.names, figures, epoch, lr=lr, scale=scale)
         for name in self.names:
             self.history[name].append(logs[name])
         # Decided before the callbacks run, so that they see `stop_training` at the last epoch.
