@@ -25,8 +25,8 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import httpx
 
 if TYPE_CHECKING:
-    from app.client import WorkerClient
     from app.spec import ExperimentSpec
+    from reglab.client import WorkerClient
 
 T = TypeVar("T")
 log = logging.getLogger("reglab.child")
@@ -70,6 +70,7 @@ def _warm_up() -> None:
 
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
+    import reglab.callback  # noqa: F401
     import worker.training  # noqa: F401
 
 
@@ -122,8 +123,8 @@ def _retry(call: Callable[[], T], *, deadline_seconds: float = 300.0) -> T:
 
 def run_job(job: dict[str, Any], emit: Callable[..., None]) -> None:
     """Train one claimed run and report it to the server."""
-    from app.client import ReglabError, WorkerClient
     from app.spec import ExperimentSpec
+    from reglab.client import ReglabError, WorkerClient
 
     experiment_id: int = job["experiment_id"]
     token: str = job["lease_token"]
@@ -162,17 +163,17 @@ def _train_and_report(
     token: str,
     emit: Callable[..., None],
 ) -> None:
-    from app.client import LeaseLostError
-    from worker.streaming import MetricSender, StreamingCallback
+    from reglab.callback import ReglabCallback
+    from reglab.channels import ClaimedRunChannel
+    from reglab.client import LeaseLostError
+    from reglab.sender import Sender
     from worker.training import Diverged, train
 
-    sender = MetricSender(
-        upload=lambda points: client.upload_metrics(experiment_id, token, points),
-        upload_histograms=lambda epoch, layers: client.upload_histograms(
-            experiment_id, token, epoch, layers
-        ),
-    ).start()
-    callback = StreamingCallback(sender)
+    # The one sender and callback of reglab/, configured for this claimed run: the
+    # histogram cadence comes from the params `train` passes, and a lost lease stops it.
+    channel = ClaimedRunChannel(client, experiment_id, token)
+    sender = Sender(channel).start()
+    callback = ReglabCallback(sender=sender)
     outcome: dict[str, Any]
     try:
         result = train(spec, [callback])
@@ -202,7 +203,7 @@ def _train_and_report(
     if not sender.close(timeout=300):
         log.error("experiment %s: not every epoch reached the server", experiment_id)
     try:
-        _retry(lambda: client.finish(experiment_id, token, **outcome))
+        _retry(lambda: channel.finish(outcome))
     except LeaseLostError as error:
         log.warning("experiment %s: lease lost before finish: %s", experiment_id, error)
         outcome = {"status": "lease_lost", "error": str(error)}

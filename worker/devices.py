@@ -24,6 +24,11 @@ class Slot:
     cuda_visible_devices: str  # "-1" hides every GPU from a CPU slot's children
 
     @property
+    def gpu(self) -> bool:
+        """Whether this slot's children see a GPU."""
+        return self.cuda_visible_devices != "-1"
+
+    @property
     def env(self) -> dict[str, str]:
         return {"CUDA_VISIBLE_DEVICES": self.cuda_visible_devices}
 

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import httpx
 
-from app.client import LeaseLostError, ReglabError, WorkerClient
+from reglab.client import LeaseLostError, ReglabError, WorkerClient
 from worker.devices import Slot
 from worker.plugins import plugin_names
 
@@ -38,30 +38,37 @@ class Child:
     """A training child process and what it has said on its protocol pipe."""
 
     process: subprocess.Popen[str]
+    notices: subprocess.Popen[bytes] | None = None  # the filter on its stderr, if any
     ready: threading.Event = field(default_factory=threading.Event)
     started: dict[str, Any] | None = None
     finished: dict[str, Any] | None = None
 
     @classmethod
     def spawn(cls, slot: Slot) -> Child:
+        # Quiet by default; a level the worker's environment sets wins.
+        level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
         env = {
             **os.environ,
             **slot.env,
-            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_CPP_MIN_LOG_LEVEL": level,
             "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
             # The child watches this pid and exits when it is gone (see worker.child).
             "REGLAB_SUPERVISOR_PID": str(os.getpid()),
         }
+        notices = None if level == "0" else quiet_start_up_notices(slot)
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.child"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=notices.stdin if notices is not None else None,
             text=True,
             env=env,
             # Keep Ctrl-C for the supervisor, which stops children in order.
             start_new_session=True,
         )
-        child = cls(process)
+        if notices is not None and notices.stdin is not None:
+            notices.stdin.close()  # the child holds the only writing end: EOF when it ends
+        child = cls(process, notices)
         threading.Thread(target=child._read, daemon=True, name=f"child-{process.pid}").start()
         return child
 
@@ -80,6 +87,9 @@ class Child:
                 self.started = message
             elif event == "finished":
                 self.finished = message
+        if self.notices is not None:  # reap the filter once the child's stderr closes
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.notices.wait(30)
 
     def send(self, job: dict[str, Any]) -> bool:
         stdin = self.process.stdin
@@ -110,6 +120,19 @@ class Child:
             self.process.wait(5)
         except subprocess.TimeoutExpired:
             self.stop()
+
+
+def quiet_start_up_notices(slot: Slot) -> subprocess.Popen[bytes]:
+    """A filter process (worker/notices.py) for a child's stderr, writing to ours: it
+    leaves out TensorFlow's known harmless start-up lines and passes everything else.
+    A process of its own, not a thread here, so that what a child says after its
+    supervisor died (it stops, and says why) still reaches the worker's log."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker.notices", *(["--gpu"] if slot.gpu else [])],
+        stdin=subprocess.PIPE,
+        stdout=2,  # the supervisor's stderr, where the child's would have gone
+        start_new_session=True,  # Ctrl-C is the supervisor's; this ends at EOF
+    )
 
 
 def describe_exit(returncode: int) -> str:

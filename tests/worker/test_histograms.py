@@ -1,5 +1,6 @@
-"""Kernel histograms: binned off the training thread every N epochs and at the last,
-uploaded through the worker route of a real server, stored once per epoch."""
+"""Kernel histograms in the worker's training: binned off the training thread every N
+epochs and at the last, uploaded through the worker route of a real server, stored once
+per epoch. (Binning and the cadence by hand: tests/reglab/test_stats.py.)"""
 
 from __future__ import annotations
 
@@ -10,30 +11,14 @@ import numpy as np
 import pytest
 
 from app.spec import ExperimentSpec
+from reglab import ReglabCallback
+from reglab.channels import ClaimedRunChannel
+from reglab.client import WorkerClient
+from reglab.sender import Sender
+from reglab.stats import HISTOGRAM_BINS
+from reglab.testing import MemoryClaimedChannel, MemoryScriptChannel
 from tests.factories import make_spec
-from worker.streaming import (
-    HISTOGRAM_BINS,
-    MetricSender,
-    StreamingCallback,
-    histogram_due,
-    kernel_histograms,
-)
 from worker.training import train
-
-
-def test_kernel_histograms_bin_every_finite_weight() -> None:
-    kernel = np.arange(12, dtype="float32").reshape(3, 4)
-    broken = np.array([np.nan, np.inf])
-    result = kernel_histograms([("dense_0", kernel), ("broken", broken)], bins=4)
-    assert list(result) == ["dense_0"]
-    assert result["dense_0"]["edges"] == [0.0, 2.75, 5.5, 8.25, 11.0]
-    assert result["dense_0"]["counts"] == [3.0, 3.0, 3.0, 3.0]
-
-
-def test_histogram_due() -> None:
-    assert [e for e in range(12) if histogram_due(e, 12, 5)] == [0, 5, 10, 11]
-    assert not histogram_due(3, 12, 0, last=True)  # 0 turns them off
-    assert histogram_due(3, 12, 5, last=True)  # training ends here (early stopping, cancel)
 
 
 def tiny_spec(**training: Any) -> ExperimentSpec:
@@ -78,9 +63,11 @@ def test_a_real_run_sends_histograms_every_n_epochs(long_lease: None, live_serve
     spec = tiny_spec(histogram_every=3)
     run = claimed_run(live_server, spec)
     upload = histogram_upload(live_server, run)
-    sender = MetricSender(upload=lambda points: None, upload_histograms=upload).start()
-    result = train(spec, [StreamingCallback(sender)])
+    client = WorkerClient(live_server)
+    sender = Sender(ClaimedRunChannel(client, run["experiment_id"], run["lease_token"])).start()
+    result = train(spec, [ReglabCallback(sender=sender)])
     assert sender.close(timeout=30)
+    client.close()
     assert sender.sent_histograms == [0, 3, 6, 7]
 
     stored = httpx.get(f"{live_server}/api/experiments/{run['experiment_id']}/histograms").json()
@@ -104,42 +91,35 @@ def test_a_real_run_sends_histograms_every_n_epochs(long_lease: None, live_serve
 
 
 def test_early_stopping_sends_the_last_epochs_histograms() -> None:
-    sent: list[int] = []
     spec = tiny_spec(
         histogram_every=100, epochs=200, learning_rate=0.05, early_stopping={"patience": 2}
     )
-    sender = MetricSender(
-        upload=lambda points: None, upload_histograms=lambda epoch, layers: sent.append(epoch)
-    ).start()
-    result = train(spec, [StreamingCallback(sender)])
+    channel = MemoryClaimedChannel()
+    sender = Sender(channel).start()
+    result = train(spec, [ReglabCallback(sender=sender)])
     assert sender.close(timeout=30)
     assert result.stopped_epoch is not None and result.stopped_epoch < 100
+    sent = [epoch for (epoch,) in channel.uploads("histograms")]
     assert sent == [0, result.stopped_epoch]
 
 
 def test_a_failing_histogram_upload_is_retried_and_sent_once() -> None:
-    calls: list[int] = []
-
-    def flaky(epoch: int, layers: dict[str, Any]) -> None:
-        calls.append(epoch)
-        if len(calls) == 1:
-            raise httpx.ConnectError("server restarting")
-
-    sender = MetricSender(upload=lambda points: None, upload_histograms=flaky).start()
-    train(tiny_spec(epochs=2, histogram_every=5), [StreamingCallback(sender)])
+    channel = MemoryClaimedChannel()
+    channel.fail_next(1, httpx.ConnectError("server restarting"), what="histograms")
+    sender = Sender(channel).start()
+    train(tiny_spec(epochs=2, histogram_every=5), [ReglabCallback(sender=sender)])
     assert sender.close(timeout=30)
+    calls = [epoch for (epoch,) in channel.uploads("histograms")]
     assert calls == [0, 0, 1] and sender.sent_histograms == [0, 1]
 
 
 def test_no_histograms_without_an_uploader_or_when_off() -> None:
-    points: list[dict[str, Any]] = []
-    sender = MetricSender(upload=points.extend).start()
-    train(tiny_spec(epochs=2), [StreamingCallback(sender)])
-    assert sender.close(timeout=30) and len(points) == 2 and sender.sent_histograms == []
+    script = MemoryScriptChannel()  # a channel with no histogram route (a script's run)
+    sender = Sender(script).start()
+    train(tiny_spec(epochs=2), [ReglabCallback(sender=sender)])
+    assert sender.close(timeout=30) and len(script.epochs) == 2 and sender.sent_histograms == []
 
-    sent: list[int] = []
-    sender = MetricSender(
-        upload=lambda points: None, upload_histograms=lambda epoch, layers: sent.append(epoch)
-    ).start()
-    train(tiny_spec(epochs=2, histogram_every=0), [StreamingCallback(sender)])
-    assert sender.close(timeout=30) and sent == []
+    channel = MemoryClaimedChannel()
+    sender = Sender(channel).start()
+    train(tiny_spec(epochs=2, histogram_every=0), [ReglabCallback(sender=sender)])
+    assert sender.close(timeout=30) and channel.uploads("histograms") == []

@@ -62,7 +62,7 @@ def test_the_supervisor_tells_the_server_its_plugins(
     server lists them for the form."""
     import httpx
 
-    from app.client import WorkerClient
+    from reglab.client import WorkerClient
     from worker import plugins, supervisor
 
     assert plugins.plugin_names() == ["orthogonality"]

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from app.spec import ExperimentSpec, ScheduleSpec
+from reglab import ReglabCallback
+from reglab.sender import Sender
+from reglab.testing import MemoryClaimedChannel
 from worker import regularizers
-from worker.streaming import MetricSender, StreamingCallback
 from worker.training import train
 
 EPOCHS = 6
@@ -46,11 +48,11 @@ def schedule_spec(loop: str, schedule: dict[str, Any] | None, **training: Any) -
 
 def streamed(spec: ExperimentSpec) -> list[dict[str, float]]:
     """Train with the streaming callback; the values of each uploaded epoch, in order."""
-    points: list[dict[str, Any]] = []
-    sender = MetricSender(upload=points.extend).start()
-    train(spec, [StreamingCallback(sender)])
+    channel = MemoryClaimedChannel()
+    sender = Sender(channel).start()
+    train(spec, [ReglabCallback(sender=sender)])
     assert sender.close(timeout=30)
-    return [point["values"] for point in sorted(points, key=lambda point: point["epoch"])]
+    return [channel.epochs[key] for key in sorted(channel.epochs)]
 
 
 EXPECTED = {

@@ -1,4 +1,9 @@
-"""The `reglab` command: serve, worker, up, submit, ls, show, watch, cancel."""
+"""The `reglab` command: serve, worker, up, submit, ls, show, watch, cancel.
+
+Importing it loads the client only: `serve` and `up` import the server (app/) inside the
+command, `worker` the worker (worker/), so a machine that only submits and watches needs
+neither's packages. `python -m reglab.cli` runs it too.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -20,8 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.client import ReglabClient, ReglabError
-from app.settings import get_settings, is_loopback
+from reglab.client import ReglabClient, ReglabError, server_url
 
 cli = typer.Typer(
     help="reglab: a self-hosted lab for regularizing neural networks.",
@@ -37,10 +41,22 @@ ServerOption = Annotated[
 
 
 def _server(url: str | None) -> str:
-    return url or get_settings().server_url
+    return server_url(url)
 
 
-def _fail(error: Exception) -> None:
+def _claim_wait() -> float:
+    """REGLAB_CLAIM_WAIT_SECONDS (0 to 60, default 20): how long a claim long-polls."""
+    text = os.environ.get("REGLAB_CLAIM_WAIT_SECONDS", "").strip() or "20"
+    try:
+        wait = float(text)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= 60:
+        _fail(ValueError(f"REGLAB_CLAIM_WAIT_SECONDS must be a number of seconds 0 to 60: {text}"))
+    return wait
+
+
+def _fail(error: Exception) -> NoReturn:
     if isinstance(error, ReglabError) and isinstance(error.detail, list):
         for item in error.detail:
             err.print(
@@ -68,6 +84,8 @@ class _QuietWorkerCalls(logging.Filter):
 def _uvicorn_config(host: str, port: int) -> Any:
     import uvicorn
 
+    from app.settings import get_settings
+
     settings = get_settings()
     config = uvicorn.Config(
         "app.main:create_app",
@@ -83,6 +101,8 @@ def _uvicorn_config(host: str, port: int) -> Any:
 
 def _refuse_open_bind(host: str) -> None:
     """Without an access token the server trusts everyone who reaches it: loopback only."""
+    from app.settings import get_settings, is_loopback
+
     if not is_loopback(host) and get_settings().token is None:
         err.print(
             f"[red]refusing to listen on {host} without an access token.[/red] Anyone who "
@@ -131,8 +151,7 @@ def worker(
         slots = plan_slots(detect_gpus(), gpus)
     except ValueError as error:
         _fail(error)
-    settings = get_settings()
-    supervisor = Supervisor(_server(server), slots, claim_wait=settings.claim_wait_seconds)
+    supervisor = Supervisor(_server(server), slots, claim_wait=_claim_wait())
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: supervisor.stop())
     try:
@@ -182,7 +201,7 @@ def up(
         env = {**os.environ, "REGLAB_SERVER_URL": url}
         worker_process.append(
             subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker", "--server", url, "--gpus", gpus],
+                [sys.executable, "-m", "reglab.cli", "worker", "--server", url, "--gpus", gpus],
                 env=env,
                 start_new_session=True,
             )

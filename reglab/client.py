@@ -1,0 +1,375 @@
+"""A Python client for reglab's REST API and event streams (httpx): `ReglabClient` for
+people and scripts, `WorkerClient` for the calls a worker makes about the runs it holds.
+
+It needs httpx, and the contract (`app.spec`, pydantic) once it follows an event stream
+(where the final statuses end it): a training script that streams its run loads no more.
+The tokens and the server's address come from the environment (`REGLAB_TOKEN`,
+`REGLAB_WORKER_TOKEN`, `REGLAB_SERVER_URL`; an empty value means none), never from the
+server's settings.
+
+Example:
+    >>> from reglab import ReglabClient
+    >>> with ReglabClient("http://127.0.0.1:8000") as client:
+    ...     run = client.submit(spec_dict)
+    ...     for event in client.events(run["id"]):
+    ...         print(event.kind, event.data)
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_SERVER_URL = "http://127.0.0.1:8000"
+
+__all__ = [
+    "DEFAULT_SERVER_URL",
+    "LeaseLostError",
+    "ReglabClient",
+    "ReglabError",
+    "ServerEvent",
+    "WorkerClient",
+    "env_token",
+    "parse_sse",
+    "server_url",
+]
+
+
+def env_token(name: str) -> str | None:
+    """A token from the environment; unset, empty or blank means none (as docker compose
+    passes an unset variable), the same rule as the server's settings."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def server_url(url: str | None = None) -> str:
+    """`url`, else `REGLAB_SERVER_URL`, else the local default."""
+    return (url or os.environ.get("REGLAB_SERVER_URL", "").strip() or DEFAULT_SERVER_URL).rstrip(
+        "/"
+    )
+
+
+class ReglabError(Exception):
+    """The server answered with an error."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"HTTP {status_code}: {detail}")
+
+
+class LeaseLostError(ReglabError):
+    """409: another claim holds the run, or the run has ended (cancelled, finished)."""
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server-sent event: its id (for resuming), its kind and its JSON data."""
+
+    id: int | None
+    kind: str
+    data: dict[str, Any]
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text
+    error = LeaseLostError if response.status_code == 409 else ReglabError
+    raise error(response.status_code, detail)
+
+
+class ReglabClient:
+    """Submit, list, read, watch and cancel experiments; stream a script's own run."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """`base_url`: by default `REGLAB_SERVER_URL`, else http://127.0.0.1:8000.
+        `token`: the server's access token; by default `REGLAB_TOKEN` if set."""
+        self.base_url = server_url(base_url)
+        token = token if token is not None else env_token("REGLAB_TOKEN")
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=_auth(token)
+        )
+
+    def __enter__(self) -> ReglabClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        _raise_for(response)
+        return response
+
+    # --- experiments ----------------------------------------------------------------
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/api/experiments", json=spec).json()
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        if name:
+            params["name"] = name
+        return self._call("GET", "/api/experiments", params=params).json()
+
+    def get(self, experiment_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/api/experiments/{experiment_id}").json()
+
+    def metrics(self, experiment_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/api/experiments/{experiment_id}/metrics").json()
+
+    def metrics_csv(self, experiment_id: int) -> str:
+        return self._call(
+            "GET", f"/api/experiments/{experiment_id}/metrics", params={"format": "csv"}
+        ).text
+
+    def cancel(self, experiment_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/api/experiments/{experiment_id}/cancel").json()
+
+    def download_model(self, experiment_id: int) -> bytes:
+        return self._call("GET", f"/api/experiments/{experiment_id}/model").content
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/api/health").json()
+
+    def workers(self) -> builtins.list[dict[str, Any]]:
+        return self._call("GET", "/api/workers").json()
+
+    def events(
+        self, experiment_id: int, *, last_event_id: int | None = None, reconnect: bool = True
+    ) -> Iterator[ServerEvent]:
+        """Follow a run's event stream until its final status, resuming after drops."""
+        from app.spec import FINAL_STATUSES
+
+        last = last_event_id
+        while True:
+            headers = {"Last-Event-ID": str(last)} if last is not None else {}
+            try:
+                with self._http.stream(
+                    "GET",
+                    f"/api/experiments/{experiment_id}/events",
+                    headers=headers,
+                    timeout=httpx.Timeout(10.0, read=60.0),
+                ) as response:
+                    if response.status_code == 204:
+                        return  # the run is over and everything was seen
+                    if not response.is_success:
+                        response.read()
+                        _raise_for(response)
+                    for event in parse_sse(response.iter_lines()):
+                        if event.id is not None:
+                            last = event.id
+                        yield event
+                        if event.kind == "status" and event.data.get("status") in FINAL_STATUSES:
+                            return
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                if not reconnect:
+                    raise
+            if not reconnect:
+                return
+            time.sleep(1.0)
+
+    # --- a script's own run (ReglabCallback's calls; each is idempotent) ---------------
+
+    def create_run(self, name: str, script: dict[str, Any]) -> dict[str, Any]:
+        """Start a run streamed from this script; it is running at once."""
+        return self._call("POST", "/api/runs", json={"name": name, "script": script}).json()
+
+    def upload_run_epochs(self, run_id: int, points: builtins.list[dict[str, Any]]) -> None:
+        self._call("POST", f"/api/runs/{run_id}/metrics", json={"points": points})
+
+    def upload_run_steps(self, run_id: int, points: builtins.list[dict[str, Any]]) -> None:
+        self._call("POST", f"/api/runs/{run_id}/batches", json={"points": points})
+
+    def run_heartbeat(self, run_id: int) -> dict[str, Any]:
+        """Keep a quiet run alive; the answer says whether it ended (`cancel`)."""
+        return self._call("POST", f"/api/runs/{run_id}/heartbeat").json()
+
+    def finish_run(self, run_id: int, **fields: Any) -> dict[str, Any]:
+        return self._call("POST", f"/api/runs/{run_id}/finish", json=fields).json()
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[ServerEvent]:
+    """Turn event-stream lines into events (comments and pings are skipped)."""
+    kind, event_id = "message", None
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                payload = "\n".join(data)
+                try:
+                    parsed = json.loads(payload)
+                except ValueError:
+                    parsed = {"raw": payload}
+                yield ServerEvent(event_id, kind, parsed)
+            kind, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            kind = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id":
+            event_id = int(value) if value.isdigit() else None
+
+
+class WorkerClient:
+    """The calls a worker makes about the runs it holds (lease token on each)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """`base_url`: by default `REGLAB_SERVER_URL`. `token`: by default
+        `REGLAB_WORKER_TOKEN`, else `REGLAB_TOKEN`, if set."""
+        if token is None:
+            token = env_token("REGLAB_WORKER_TOKEN") or env_token("REGLAB_TOKEN")
+        self.base_url = server_url(base_url)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            headers=_auth(token),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        _raise_for(response)
+        return response
+
+    def claim(
+        self,
+        *,
+        worker_id: str,
+        host: str,
+        devices: list[str],
+        slot: str,
+        wait: float,
+        plugins: list[str] | None = None,
+    ) -> dict[str, Any] | None:
+        response = self._call(
+            "POST",
+            "/api/worker/claim",
+            json={
+                "worker_id": worker_id,
+                "host": host,
+                "devices": devices,
+                "slot": slot,
+                "wait": wait,
+                "plugins": plugins or [],
+            },
+            timeout=httpx.Timeout(10.0, read=wait + 30.0),
+        )
+        return None if response.status_code == 204 else response.json()
+
+    def download_dataset(self, dataset_id: int, destination: Path) -> None:
+        """Stream an uploaded dataset's stored arrays (an NPZ without pickles) to a file."""
+        partial = destination.with_name(destination.name + ".part")
+        with self._http.stream("GET", f"/api/worker/datasets/{dataset_id}") as response:
+            if response.status_code >= 400:
+                response.read()
+                _raise_for(response)
+            with partial.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        partial.replace(destination)
+
+    def heartbeat(self, experiment_id: int, lease_token: str) -> dict[str, Any]:
+        return self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/heartbeat",
+            json={"lease_token": lease_token},
+        ).json()
+
+    def started(self, experiment_id: int, lease_token: str, device: str) -> None:
+        self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/started",
+            json={"lease_token": lease_token, "device": device},
+        )
+
+    def upload_metrics(
+        self, experiment_id: int, lease_token: str, points: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        return self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/metrics",
+            json={"lease_token": lease_token, "points": points},
+        ).json()
+
+    def upload_histograms(
+        self, experiment_id: int, lease_token: str, epoch: int, layers: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/histograms",
+            json={"lease_token": lease_token, "epoch": epoch, "layers": layers},
+        ).json()
+
+    def upload_model(self, experiment_id: int, lease_token: str, content: bytes) -> None:
+        self._call(
+            "PUT",
+            f"/api/worker/experiments/{experiment_id}/model",
+            params={"lease_token": lease_token},
+            content=content,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def finish(self, experiment_id: int, lease_token: str, **fields: Any) -> None:
+        self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/finish",
+            json={"lease_token": lease_token, **fields},
+        )
+
+    def release(self, experiment_id: int, lease_token: str) -> None:
+        self._call(
+            "POST",
+            f"/api/worker/experiments/{experiment_id}/release",
+            json={"lease_token": lease_token},
+        )
