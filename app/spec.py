@@ -7,13 +7,50 @@ its field, never a worker crash. This module imports pydantic only.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    model_validator,
+)
 
 Task = Literal["classification", "regression"]
+
+
+def _integral(value: object) -> object:
+    # JSON Schema counts 3.0 as an integer; a fraction, a string or a bool is not one.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Numbers and booleans as JSON has them, for every request body: pydantic's lax mode
+# would take `false` as 0 and "3" as 3, which the OpenAPI document says are not numbers.
+# Only the scalars are strict: a spec read from a plain dict may hold lists for tuples.
+Int = Annotated[int, BeforeValidator(_integral), Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+# The largest id a row can have: ids are BIGINT (64-bit) columns on PostgreSQL and SQLite.
+MAX_ID = 2**63 - 1
+
+
+class OnlyPatternKeys:
+    """JSON schema of a mapping whose keys have a pattern: pydantic lists the pattern under
+    `patternProperties`, which leaves other keys allowed; the server refuses them."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Any:
+        schema = handler(core_schema)
+        schema["additionalProperties"] = False
+        return schema
 
 
 class Status(StrEnum):
@@ -88,11 +125,11 @@ PluginName = Annotated[
 ParamName = Annotated[
     str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z_][a-z0-9_]*$")
 ]
-ParamValue = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+ParamValue = Annotated[Float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
 Activation = Literal["relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish", "linear"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 
-Strength = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+Strength = Annotated[Float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*$"),
@@ -126,7 +163,9 @@ class RegularizerSpec(_Strict):
     l2: Strength | None = None
     smoothness: Strength | None = None
     plugin: PluginName | None = None
-    params: dict[ParamName, ParamValue] | None = Field(default=None, max_length=10)
+    params: Annotated[dict[ParamName, ParamValue], OnlyPatternKeys()] | None = Field(
+        default=None, max_length=10
+    )
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> RegularizerSpec:
@@ -163,41 +202,80 @@ class _Layer(_Strict):
     regularizer: RegularizerSpec | None = None
     bias_regularizer: RegularizerSpec | None = None
     activity_regularizer: RegularizerSpec | None = None
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+    dropout: Float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
 
 
 class DenseLayer(_Layer):
     """A fully connected layer of `units` outputs."""
 
     type: Literal["dense"]
-    units: int = Field(ge=1, le=4096)
+    units: Int = Field(ge=1, le=4096)
 
 
-class _ConvLayer(_Layer):
-    filters: int = Field(ge=1, le=512)
-    kernel_size: int = Field(default=3, ge=1, le=16)
-    pool_size: int | None = Field(default=None, ge=2, le=8)
+class ConvLayer(_Layer):
+    filters: Int = Field(ge=1, le=512)
+    kernel_size: Int = Field(default=3, ge=1, le=16)
+    pool_size: Int | None = Field(default=None, ge=2, le=8)
 
 
-class Conv1DLayer(_ConvLayer):
+class Conv1DLayer(ConvLayer):
     """A 1-D convolution ("same" padding) over a series, with optional max pooling."""
 
     type: Literal["conv1d"]
 
 
-class Conv2DLayer(_ConvLayer):
+class Conv2DLayer(ConvLayer):
     """A 2-D convolution ("same" padding) over an image, with optional max pooling."""
 
     type: Literal["conv2d"]
 
 
+class RecurrentLayer(_Layer):
+    """A recurrent layer over a series. `dropout` is the fraction of the layer's inputs
+    dropped and `recurrent_dropout` that of its recurrent state (Keras' own arguments);
+    `recurrent_regularizer` penalizes the recurrent kernel. `return_sequences` passes the
+    whole sequence on, as a stacked recurrent (or conv1d) layer after it needs."""
+
+    units: Int = Field(ge=1, le=1024)
+    activation: Activation = "tanh"
+    recurrent_regularizer: RegularizerSpec | None = None
+    recurrent_dropout: Float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+    return_sequences: Bool = False
+
+
+class LSTMLayer(RecurrentLayer):
+    """Long short-term memory (gates on input, forget and output)."""
+
+    type: Literal["lstm"]
+
+
+class GRULayer(RecurrentLayer):
+    """Gated recurrent unit (update and reset gates)."""
+
+    type: Literal["gru"]
+
+
+class SimpleRNNLayer(RecurrentLayer):
+    """A fully connected recurrent layer, the output fed back as the state."""
+
+    type: Literal["simple_rnn"]
+
+
+RECURRENT_TYPES = frozenset({"lstm", "gru", "simple_rnn"})
+
 # One schema per layer type, told apart by `type`: the OpenAPI document then says what
 # each type needs (a dense layer without `units` is invalid by the schema too).
-LayerSpec = Annotated[DenseLayer | Conv1DLayer | Conv2DLayer, Field(discriminator="type")]
+LayerSpec = Annotated[
+    DenseLayer | Conv1DLayer | Conv2DLayer | LSTMLayer | GRULayer | SimpleRNNLayer,
+    Field(discriminator="type"),
+]
 LAYER_TYPES: dict[str, type[_Layer]] = {
     "dense": DenseLayer,
     "conv1d": Conv1DLayer,
     "conv2d": Conv2DLayer,
+    "lstm": LSTMLayer,
+    "gru": GRULayer,
+    "simple_rnn": SimpleRNNLayer,
 }
 
 
@@ -216,13 +294,13 @@ class UploadRef(_Strict):
     """Which uploaded dataset a run trains on. A client gives `id` only; the server fills
     in the rest from the stored upload when the experiment is submitted."""
 
-    id: int = Field(ge=1, le=2**31 - 1)
+    id: Int = Field(ge=1, le=MAX_ID)
     name: str | None = Field(default=None, max_length=200)
     task: Task | None = None
-    classes: int | None = Field(default=None, ge=0, le=10_000)
-    features: int | None = Field(default=None, ge=1, le=1_000_000)
-    image: tuple[int, int, int] | None = None
-    samples: int | None = Field(default=None, ge=1)
+    classes: Int | None = Field(default=None, ge=0, le=10_000)
+    features: Int | None = Field(default=None, ge=1, le=1_000_000)
+    image: tuple[Int, Int, Int] | None = None
+    samples: Int | None = Field(default=None, ge=1)
 
     @property
     def resolved(self) -> bool:
@@ -234,12 +312,12 @@ class DatasetSpec(_Strict):
 
     name: DatasetName
     upload: UploadRef | None = None
-    validation_split: float = Field(default=0.2, ge=0.05, le=0.5)
-    test_split: float = Field(default=0.2, ge=0.05, le=0.5)
-    train_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
-    label_noise: float = Field(default=0.0, ge=0.0, le=1.0)
-    n_samples: int | None = Field(default=None, ge=30, le=100_000)
-    noise: float | None = Field(default=None, ge=0.0, le=10.0)
+    validation_split: Float = Field(default=0.2, ge=0.05, le=0.5)
+    test_split: Float = Field(default=0.2, ge=0.05, le=0.5)
+    train_fraction: Float = Field(default=1.0, gt=0.0, le=1.0)
+    label_noise: Float = Field(default=0.0, ge=0.0, le=1.0)
+    n_samples: Int | None = Field(default=None, ge=30, le=100_000)
+    noise: Float | None = Field(default=None, ge=0.0, le=10.0)
 
     @model_validator(mode="after")
     def _generated_only(self) -> DatasetSpec:
@@ -288,35 +366,35 @@ class ScheduleSpec(_Strict):
     """
 
     kind: Literal["constant", "warmup", "cosine"] = "constant"
-    warmup_epochs: int = Field(default=5, ge=1, le=1000)
-    final_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    warmup_epochs: Int = Field(default=5, ge=1, le=1000)
+    final_fraction: Float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class EarlyStoppingSpec(_Strict):
     """Stop when `val_data_loss` has not improved by `min_delta` for `patience` epochs."""
 
-    patience: int = Field(default=5, ge=1, le=1000)
-    min_delta: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
-    restore_best_weights: bool = True
+    patience: Int = Field(default=5, ge=1, le=1000)
+    min_delta: Float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
+    restore_best_weights: Bool = True
 
 
 class TrainingSpec(_Strict):
-    epochs: int = Field(default=20, ge=1, le=1000)
-    batch_size: int = Field(default=32, ge=1, le=4096)
+    epochs: Int = Field(default=20, ge=1, le=1000)
+    batch_size: Int = Field(default=32, ge=1, le=4096)
     optimizer: Optimizer = "adam"
-    learning_rate: float = Field(default=0.001, gt=0.0, le=10.0)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    learning_rate: Float = Field(default=0.001, gt=0.0, le=10.0)
+    seed: Int = Field(default=0, ge=0, le=2**31 - 1)
     loop: Literal["fit", "custom"] = "fit"
-    shuffle: bool = True
+    shuffle: Bool = True
     # Decoupled weight decay in the optimizer (any optimizer; AdamW's own default is off here).
-    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
+    weight_decay: Float = Field(default=0.0, ge=0.0, le=1.0)
     # The textbook GradientTape loop: one penalty on every trainable weight, biases included.
     global_regularizer: RegularizerSpec | None = None
     # λ schedule for every penalty; its current scale is streamed as the metric "reg_scale".
     schedule: ScheduleSpec | None = None
     early_stopping: EarlyStoppingSpec | None = None
     # Per-layer weight histograms every this many epochs (and at the last); 0 turns them off.
-    histogram_every: int = Field(default=5, ge=0, le=1000)
+    histogram_every: Int = Field(default=5, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _global_needs_custom(self) -> TrainingSpec:
@@ -340,6 +418,8 @@ class ExperimentSpec(_Strict):
             return self  # the server checks the layers again once the upload is filled in
         info = self.dataset.info
         seen_dense = False
+        flat_recurrent = False  # a recurrent layer before gave one vector, not a sequence
+        kinds = {layer.type for layer in self.model.layers}
         for index, layer in enumerate(self.model.layers):
             where = f"model.layers.{index}"
             if layer.type == "dense":
@@ -347,6 +427,13 @@ class ExperimentSpec(_Strict):
                 continue
             if seen_dense:
                 raise ValueError(f"{where}: a {layer.type} layer cannot follow a dense layer")
+            if flat_recurrent:
+                raise ValueError(
+                    f"{where}: a {layer.type} layer needs a sequence; set return_sequences "
+                    f"on the recurrent layer before it"
+                )
+            if isinstance(layer, RecurrentLayer):
+                flat_recurrent = not layer.return_sequences
             if layer.type == "conv2d" and info.image is None:
                 raise ValueError(
                     f"{where}: conv2d needs an image dataset (digits), not '{self.dataset.name}'"
@@ -354,27 +441,61 @@ class ExperimentSpec(_Strict):
                     else f"{where}: conv2d needs an image upload (an NPZ whose x is "
                     f"n x height x width [x channels]), not '{info.description}'"
                 )
-            if layer.type == "conv1d" and any(
-                other.type == "conv2d" for other in self.model.layers
-            ):
-                raise ValueError(f"{where}: conv1d and conv2d layers cannot be mixed")
+            if layer.type != "conv2d" and "conv2d" in kinds:
+                raise ValueError(f"{where}: {layer.type} and conv2d layers cannot be mixed")
         return self
 
     def describe_regularization(self) -> str:
         """The regularization in a few words, e.g. 'L2 0.01 · dropout 0.5'."""
         parts: list[str] = []
         for layer in self.model.layers:
-            for reg in (layer.regularizer, layer.bias_regularizer, layer.activity_regularizer):
+            recurrent = getattr(layer, "recurrent_regularizer", None)
+            for reg in (
+                layer.regularizer,
+                recurrent,
+                layer.bias_regularizer,
+                layer.activity_regularizer,
+            ):
                 if reg is not None and reg.describe() not in parts:
                     parts.append(reg.describe())
         if self.training.weight_decay > 0:
             parts.append(f"weight decay {self.training.weight_decay:g}")
         if self.training.global_regularizer is not None:
             parts.append(f"all weights {self.training.global_regularizer.describe()}")
-        rates = sorted({layer.dropout for layer in self.model.layers if layer.dropout > 0})
+        rates = sorted(
+            {
+                rate
+                for layer in self.model.layers
+                for rate in (layer.dropout, getattr(layer, "recurrent_dropout", 0.0))
+                if rate > 0
+            }
+        )
         if rates:
             parts.append("dropout " + "/".join(f"{rate:g}" for rate in rates))
         return " · ".join(parts) or "none"
+
+
+def pack_signature(spec: ExperimentSpec) -> str | None:
+    """What runs must share to train as one packed model: everything but their name,
+    notes, penalty strengths, dropout rates and early stopping, which act per member (a
+    digest). None for a spec that cannot pack: one with a plugin penalty (its code cannot
+    be applied per member) or a recurrent layer (the packed layers have no recurrent kind).
+    The seed is part of it: each seed is its own split, so its own pack."""
+    data = spec.model_dump(mode="json", exclude={"name", "notes"})
+    data["training"].pop("early_stopping")
+    if any(layer["type"] in RECURRENT_TYPES for layer in data["model"]["layers"]):
+        return None  # the packed layers have no recurrent kind: these train one by one
+    penalties = [data["training"].pop("global_regularizer")]
+    for layer in data["model"]["layers"]:
+        penalties += [layer.pop(key) for key in _PENALTY_FIELDS]
+        layer.pop("dropout")
+    if any(penalty is not None and penalty["kind"] == "plugin" for penalty in penalties):
+        return None
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+_PENALTY_FIELDS = ("regularizer", "bias_regularizer", "activity_regularizer")
 
 
 # Metric names that both training loops stream each epoch (per-layer names are added

@@ -12,7 +12,15 @@ from typing import Any, Literal
 
 import keras
 
-from app.spec import DenseLayer, ExperimentSpec, LayerSpec, Task
+from app.spec import (
+    RECURRENT_TYPES,
+    ConvLayer,
+    DenseLayer,
+    ExperimentSpec,
+    LayerSpec,
+    RecurrentLayer,
+    Task,
+)
 from worker import regularizers
 
 InputLayout = Literal["flat", "image", "sequence"]
@@ -23,7 +31,7 @@ def input_layout(spec: ExperimentSpec) -> InputLayout:
     first = spec.model.layers[0].type
     if first == "conv2d":
         return "image"
-    if first == "conv1d":
+    if first == "conv1d" or first in RECURRENT_TYPES:
         return "sequence"
     return "flat"
 
@@ -64,6 +72,8 @@ def build_model(spec: ExperimentSpec) -> keras.Model:
             flattened = True
         for keras_layer in _layers_for(layer, index, scale):
             model.add(keras_layer)
+        if isinstance(layer, RecurrentLayer):
+            flattened = not layer.return_sequences  # one vector per sample
     if not flattened:
         model.add(keras.layers.Flatten(name="flatten"))
     if info.task == "classification":
@@ -94,11 +104,26 @@ def _layers_for(layer: LayerSpec, index: int, scale: Any = None) -> list[keras.l
     }
     name = f"{layer.type}_{index}"
     built: list[keras.layers.Layer] = []
+    if isinstance(layer, RecurrentLayer):
+        # Keras' own dropout arguments: on the inputs and on the recurrent state.
+        recurrent = regularizers.from_spec(layer.recurrent_regularizer)
+        return [
+            _RECURRENT[layer.type](
+                layer.units,
+                activation=layer.activation,
+                recurrent_regularizer=regularizers.scheduled(recurrent, scale),
+                dropout=layer.dropout,
+                recurrent_dropout=layer.recurrent_dropout,
+                return_sequences=layer.return_sequences,
+                name=name,
+                **penalties,
+            )
+        ]
     if isinstance(layer, DenseLayer):
         built.append(
             keras.layers.Dense(layer.units, activation=layer.activation, name=name, **penalties)
         )
-    else:
+    elif isinstance(layer, ConvLayer):
         conv = keras.layers.Conv1D if layer.type == "conv1d" else keras.layers.Conv2D
         built.append(
             conv(
@@ -118,6 +143,13 @@ def _layers_for(layer: LayerSpec, index: int, scale: Any = None) -> list[keras.l
     if layer.dropout > 0:
         built.append(keras.layers.Dropout(layer.dropout, name=f"dropout_{index}"))
     return built
+
+
+_RECURRENT: dict[str, type[keras.layers.Layer]] = {
+    "lstm": keras.layers.LSTM,
+    "gru": keras.layers.GRU,
+    "simple_rnn": keras.layers.SimpleRNN,
+}
 
 
 def make_optimizer(spec: ExperimentSpec) -> keras.optimizers.Optimizer:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
 from app.spec import Task

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from app.spec import DenseLayer, ExperimentSpec, RegularizerSpec, pack_signature
+from app.spec import ConvLayer, DenseLayer, ExperimentSpec, RegularizerSpec, pack_signature
 from worker import regularizers
 from worker.builders import build_model, input_layout, make_optimizer
 from worker.datasets import Splits, load_dataset
@@ -110,7 +110,7 @@ def build_pack(specs: Sequence[ExperimentSpec], sample: np.ndarray) -> PackedMod
             blocks.append(
                 PackedDense(members, layer.units, layer.activation, name=name, **penalties)
             )
-        else:
+        elif isinstance(layer, ConvLayer):
             rank = 1 if layer.type == "conv1d" else 2
             blocks.append(
                 PackedConv(
@@ -125,6 +125,8 @@ def build_pack(specs: Sequence[ExperimentSpec], sample: np.ndarray) -> PackedMod
             )
             if layer.pool_size is not None:
                 blocks.append(PackedPool(rank, layer.pool_size, name=f"pool_{index}"))
+        else:  # pack_signature keeps recurrent layers out of packs
+            raise ValueError(f"a {layer.type} layer cannot be packed")
         rates = [member.dropout for member in column]
         if any(rate > 0 for rate in rates):
             blocks.append(PackedDropout(rates, name=f"dropout_{index}"))
