@@ -28,9 +28,10 @@ RUN set -eux; \
     esac
 
 # Then the other dependencies, read from pyproject.toml alone, so that editing
-# the source does not reinstall them.
+# the source does not reinstall them: the client's, and the server's and the worker's
+# extras (one image serves both; TensorFlow above already satisfies the worker's).
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['server'] + p['optional-dependencies']['worker']))" \
         > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt

@@ -1,7 +1,7 @@
 """Shared helpers for the benchmarks: a real reglab server in a subprocess, statistics,
 tables, the seed's spec and a tiny spec.
 
-Every benchmark starts its own server (`python -m app.cli serve`, which applies the
+Every benchmark starts its own server (`python -m reglab.cli serve`, which applies the
 migrations first) on a free port with a throw-away SQLite database under /tmp, waits for
 `/api/health`, and stops it at the end. Nothing outside /tmp is written.
 """
@@ -182,7 +182,7 @@ def quiet_env(**extra: str) -> dict[str, str]:
 
 @dataclass
 class Server:
-    """`python -m app.cli serve` on a free port with a temp SQLite database.
+    """`python -m reglab.cli serve` on a free port with a temp SQLite database.
 
     Use as a context manager; `url` is its base URL. `env` adds REGLAB_* settings (for
     example a long lease, so that a benchmark that sends no heartbeats keeps its runs).
@@ -226,7 +226,7 @@ class Server:
         self.wait_healthy()
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)]
+        return [sys.executable, "-m", "reglab.cli", "serve", "--port", str(self.port)]
 
     def environment(self) -> dict[str, str]:
         assert self.folder is not None
@@ -331,7 +331,7 @@ class MlflowServer(Server):
 
 @dataclass
 class Worker:
-    """`python -m app.cli worker --gpus none` (one CPU slot) against a running server.
+    """`python -m reglab.cli worker --gpus none` (one CPU slot) against a running server.
 
     Its log goes to `worker.log` in the server's temp folder.
     """
@@ -345,7 +345,7 @@ class Worker:
         self._log = (self.server.folder / "worker.log").open("wb")
         self.process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "app.cli", "worker"),
+                *(sys.executable, "-m", "reglab.cli", "worker"),
                 *("--server", self.server.url, "--gpus", "none"),
             ],
             cwd=self.server.root,
@@ -434,7 +434,7 @@ def claim_run(
 
     The claim takes the oldest queued run, so call this only while nothing else is queued.
     """
-    from app.client import ReglabClient, WorkerClient
+    from reglab.client import ReglabClient, WorkerClient
 
     with ReglabClient(worker_url) as client:
         run = client.submit(spec)

@@ -1,7 +1,7 @@
 """How many metric points per second the server stores while people watch, on SQLite and
 on PostgreSQL.
 
-One `python -m app.cli serve` per database (a temp SQLite file; a fresh database on the
+One `python -m reglab.cli serve` per database (a temp SQLite file; a fresh database on the
 local PostgreSQL, dropped at the end). This process then, in one asyncio loop:
 
   runs     submits R runs (default 8) and claims each like a worker (lease token);
@@ -300,7 +300,7 @@ class DatabaseServer(Server):
         )
         self._log = (self.folder / "server.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "reglab.cli", "serve", "--port", str(self.port)],
             cwd=self.root,
             env=env,
             stdout=self._log,

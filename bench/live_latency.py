@@ -2,17 +2,17 @@
 
 Three processes, so that none shares a GIL with another:
 
-  server   `python -m app.cli serve` on a temp SQLite database (a subprocess);
+  server   `python -m reglab.cli serve` on a temp SQLite database (a subprocess);
   clients  this script again with `--role clients` (a subprocess): N SSE clients
            (default 50) in one asyncio loop, httpx streaming, events parsed with
-           `app.client.parse_sse`, all following the same run;
+           `reglab.client.parse_sse`, all following the same run;
   trainer  this process: it submits and claims a run like a worker, then trains it on the
-           worker's real path, `worker.training.train(spec, [StreamingCallback(sender)])`
-           with a `MetricSender` uploading each epoch (default: a small dense model on two
+           worker's real path, `worker.training.train(spec, [ReglabCallback(sender=sender)])`
+           with reglab's `Sender` uploading each epoch (default: a small dense model on two
            moons for 200 epochs, for many points; `--model seed` trains the seed's MLP).
 
 Every `metrics` event carries `data.time`, the Unix time at the epoch's end set by the
-StreamingCallback in the trainer; a client stamps `time.time()` when the event's last
+ReglabCallback in the trainer; a client stamps `time.time()` when the event's last
 line arrives, so delay = arrival - data.time (one machine, one clock).
 
 Printed: p50/p99 of the delay over every (client, epoch) pair, and of the time until the
@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ async def _follow(
     counter: list[int],
     total: int,
 ) -> dict[str, Any]:
-    from app.client import parse_sse
+    from reglab.client import parse_sse
 
     arrivals: list[tuple[int, float]] = []
     others = 0
@@ -160,9 +161,11 @@ def clients_role(args: argparse.Namespace) -> None:
 def main_role(args: argparse.Namespace) -> None:
     import keras
 
-    from app.client import WorkerClient
     from app.spec import ExperimentSpec
-    from worker.streaming import MetricSender, StreamingCallback
+    from reglab import ReglabCallback
+    from reglab.channels import ClaimedRunChannel, EpochPoint
+    from reglab.client import WorkerClient
+    from reglab.sender import Sender
     from worker.training import train
 
     print(f"machine: {machine()}; {loadavg()}")
@@ -225,14 +228,14 @@ def main_role(args: argparse.Namespace) -> None:
             worker = WorkerClient(server.url)
             acked: list[tuple[int, float, int]] = []  # (epoch, ack - epoch end, batch size)
 
-            def upload(points: list[dict[str, Any]]) -> object:
-                answer = worker.upload_metrics(experiment_id, token, points)
-                now = time.time()
-                acked.extend((p["epoch"], now - p["time"], len(points)) for p in points)
-                return answer
+            class AckedChannel(ClaimedRunChannel):
+                def upload_epochs(self, points: Sequence[EpochPoint]) -> None:
+                    super().upload_epochs(points)
+                    now = time.time()
+                    acked.extend((p.epoch, now - (p.time or now), len(points)) for p in points)
 
-            sender = MetricSender(upload=upload).start()
-            streaming = StreamingCallback(sender)
+            sender = Sender(AckedChannel(worker, experiment_id, token)).start()
+            streaming = ReglabCallback(sender=sender)
             assert server.process is not None
             cpu_before = (
                 time.process_time(),

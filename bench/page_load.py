@@ -1,6 +1,6 @@
 """Page loads in headless Chromium: the compare view of 20 runs, the runs page of 10,000.
 
-Starts a real server (`python -m app.cli serve`, temp SQLite under /tmp) and fills it as
+Starts a real server (`python -m reglab.cli serve`, temp SQLite under /tmp) and fills it as
 the app itself would:
 
 * 20 runs x 100 epochs x 10 metrics through the REST API: POST /api/experiments, then,

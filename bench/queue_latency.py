@@ -1,7 +1,7 @@
 """From submitting an experiment to its first epoch on a live page, with a warm slot.
 
-Starts a real server (`python -m app.cli serve`, temp SQLite) and a real worker
-(`python -m app.cli worker --server URL --gpus none`, one CPU slot) as subprocesses.
+Starts a real server (`python -m reglab.cli serve`, temp SQLite) and a real worker
+(`python -m reglab.cli worker --server URL --gpus none`, one CPU slot) as subprocesses.
 A warm-up run is submitted and followed to its end first; then the benchmark waits until
 the slot's next training child is warm (TensorFlow imported: its CPU time stops growing).
 Then, N times (`--runs`, default 5): take the clock, POST a tiny experiment (a small dense
@@ -102,7 +102,7 @@ def wait_warm_child(worker_pid: int, *, quiet_for: float = 1.0, timeout: float =
 def timed_run(url: str, spec: dict[str, Any]) -> dict[str, float]:
     import httpx
 
-    from app.client import ReglabClient, parse_sse
+    from reglab.client import ReglabClient, parse_sse
 
     figures: dict[str, float] = {}
     with ReglabClient(url) as client, httpx.Client(base_url=url, timeout=30.0) as http:
@@ -172,7 +172,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "app.cli",
+                    "reglab.cli",
                     "worker",
                     "--server",
                     server.url,

@@ -1,7 +1,7 @@
 """Eight tiny runs through the queue on one slot, against the same eight fits in one script.
 
-Queue: a real server (`python -m app.cli serve`, temp SQLite) and ONE worker
-(`python -m app.cli worker --gpus none`: one CPU slot) as subprocesses. Once the slot's
+Queue: a real server (`python -m reglab.cli serve`, temp SQLite) and ONE worker
+(`python -m reglab.cli worker --gpus none`: one CPU slot) as subprocesses. Once the slot's
 first training child is warm (TensorFlow imported), the clock starts; the 8 experiments
 (Dense 32 on digits, 5 epochs, batch 32, Adam) are POSTed one after another, and the
 clock stops when the last of them has succeeded (polled every 50 ms). Per run the server
@@ -186,7 +186,7 @@ def run_queue(runs: int, epochs: int) -> dict[str, Any]:
 def epoch_times(url: str, run_id: int) -> tuple[float, float]:
     """(first epoch began, last epoch ended), Unix times, from the run's replayed events
     (each `metrics` event carries its epoch's end time and `epoch_seconds`)."""
-    from app.client import ReglabClient
+    from reglab.client import ReglabClient
 
     first = last = float("nan")
     with ReglabClient(url) as client:

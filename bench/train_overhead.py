@@ -6,8 +6,8 @@ reverses (so that drift on this shared machine falls on all):
 
   A  plain `model.fit` on a model from `worker.builders.build_model(spec)` and the splits
      of `worker.datasets.load_dataset`, with no callback but a tiny epoch clock;
-  B  the worker's training path, `worker.training.train(spec, [StreamingCallback(sender),
-     clock])`, whose `MetricSender` uploads every epoch to a real reglab server running as
+  B  the worker's training path, `worker.training.train(spec, [ReglabCallback(sender=sender),
+     clock])`, whose `Sender` uploads every epoch to a real reglab server running as
      a subprocess (the run is submitted and claimed first, so the uploads are accepted);
   C  (diagnostic, `--no-diagnose` leaves it out) B's path and callback with uploads that
      go nowhere: B - C is the network and the server, C - A the path and the callback.
@@ -16,7 +16,7 @@ An epoch's time is the interval between two successive epoch ends (so it include
 callback); each round's first epoch (graph tracing) is dropped. Printed:
 
   (a) the median over rounds of median(B epoch) / median(A epoch)      target <= 1.03
-  (b) how long `StreamingCallback.on_epoch_end` held the training thread, from its
+  (b) how long `ReglabCallback.on_epoch_end` held the training thread, from its
       `hold_seconds` (median and p99 over every timed epoch)            target <= 0.5 ms
       The per-layer weight statistics are computed on the sender's thread, not in the
       hold; their cost there is printed too.
@@ -34,6 +34,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,13 +123,15 @@ def run_local(spec_dict: dict[str, Any]) -> list[float]:
     import keras
 
     from app.spec import ExperimentSpec
-    from worker.streaming import MetricSender, StreamingCallback
+    from reglab import ReglabCallback
+    from reglab.sender import Sender
+    from reglab.testing import MemoryClaimedChannel
     from worker.training import train
 
     keras.backend.clear_session()
-    sender = MetricSender(upload=lambda points: None).start()
+    sender = Sender(MemoryClaimedChannel()).start()
     clock = make_clock()
-    train(ExperimentSpec.model_validate(spec_dict), [StreamingCallback(sender), clock])
+    train(ExperimentSpec.model_validate(spec_dict), [ReglabCallback(sender=sender), clock])
     sender.close(timeout=60)
     return clock.epochs
 
@@ -139,9 +142,11 @@ def run_streamed(
     """B: worker.training.train with the streaming callback uploading to the server."""
     import keras
 
-    from app.client import ReglabClient, WorkerClient
     from app.spec import ExperimentSpec
-    from worker.streaming import MetricSender, StreamingCallback
+    from reglab import ReglabCallback
+    from reglab.channels import ClaimedRunChannel, EpochPoint
+    from reglab.client import ReglabClient, WorkerClient
+    from reglab.sender import Sender
     from worker.training import train
 
     url = server.url
@@ -149,18 +154,19 @@ def run_streamed(
     experiment_id, token = claim_run(url, spec_dict)
     client = WorkerClient(url)
 
-    def upload(points: list[dict[str, Any]]) -> object:
-        wall, cpu = time.perf_counter(), time.thread_time()
-        try:
-            return client.upload_metrics(experiment_id, token, points)
-        finally:
-            costs.upload_cpu += time.thread_time() - cpu
-            costs.upload_wall.append(time.perf_counter() - wall)
+    class TimedChannel(ClaimedRunChannel):
+        def upload_epochs(self, points: Sequence[EpochPoint]) -> None:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                super().upload_epochs(points)
+            finally:
+                costs.upload_cpu += time.thread_time() - cpu
+                costs.upload_wall.append(time.perf_counter() - wall)
 
     assert server.process is not None
     try:
-        sender = MetricSender(upload=upload).start()
-        streaming = StreamingCallback(sender)
+        sender = Sender(TimedChannel(client, experiment_id, token)).start()
+        streaming = ReglabCallback(sender=sender)
         clock = make_clock()
         server_cpu = process_cpu(server.process.pid)
         result = train(ExperimentSpec.model_validate(spec_dict), [streaming, clock])
@@ -185,7 +191,7 @@ def statistics_cost(model: Any, repeats: int = 200) -> float:
     sender thread's work per epoch, copying them to the host included)."""
     import keras
 
-    from worker.streaming import layer_statistics
+    from reglab.stats import layer_statistics
 
     kernels = [
         (layer.name, keras.ops.convert_to_tensor(layer.kernel))

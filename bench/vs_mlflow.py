@@ -1,7 +1,7 @@
 """reglab against MLflow's tracking server: per-epoch logging cost and a 20-run fetch.
 
 Starts both servers side by side, each on its own temporary SQLite file: reglab's
-(`python -m app.cli serve`) and MLflow's (`mlflow server --workers 1`, the `bench`
+(`python -m reglab.cli serve`) and MLflow's (`mlflow server --workers 1`, the `bench`
 extra: `pip install -e '.[bench]'`). Then, in this one process:
 
 1. Upload: the same plain Keras script (Dense 16 on random data, 100 epochs, 10 metrics
@@ -230,10 +230,7 @@ def upload_rounds(
 ) -> dict[str, list[Holds]]:
     from mlflow import MlflowClient
 
-    try:
-        from app.client import ReglabCallback
-    except ImportError:  # where app.client does not re-export it
-        from app.callback import ReglabCallback
+    from reglab import ReglabCallback
 
     experiment_id = MlflowClient(mlflow_server.url).create_experiment("vs-reglab-upload")
     tools = [
@@ -287,8 +284,10 @@ def profile_reglab_hold(url: str, epochs: int) -> list[list[str]]:
     """Where ReglabCallback's on_epoch_end time goes: its steps timed apart, called as fit
     calls them (an epoch every 20 ms) while its sender thread uploads, first with Python's
     default GIL switch interval (5 ms), then with 0.5 ms. A diagnostic: it reads the
-    callback's internals (`_snapshot_kernels`, `sender.add_epoch`)."""
-    from app.callback import ReglabCallback, finite_values
+    callback's internals (its kernels, `sender.add_epoch`)."""
+    from reglab import ReglabCallback
+    from reglab.sender import EpochRecord
+    from reglab.stats import finite_values, snapshot_kernels
 
     logs = {name: 0.5 for name in expected_names()}
     rows = []
@@ -301,7 +300,7 @@ def profile_reglab_hold(url: str, epochs: int) -> list[list[str]]:
         callback.on_train_begin()
         parts: dict[str, list[float]] = {
             "finite_values(logs)": [],
-            "_snapshot_kernels()": [],
+            "snapshot_kernels()": [],
             "sender.add_epoch": [],
             "all three": [],
         }
@@ -312,13 +311,13 @@ def profile_reglab_hold(url: str, epochs: int) -> list[list[str]]:
                 began = time.perf_counter()
                 epoch_values = finite_values(logs)
                 valued = time.perf_counter()
-                kernels = callback._snapshot_kernels()
+                kernels = snapshot_kernels(callback._kernels)
                 snapped = time.perf_counter()
                 assert callback.sender is not None
-                callback.sender.add_epoch(epoch, epoch_values, kernels)
+                callback.sender.add_epoch(EpochRecord(epoch, epoch_values, kernels))
                 added = time.perf_counter()
                 parts["finite_values(logs)"].append(valued - began)
-                parts["_snapshot_kernels()"].append(snapped - valued)
+                parts["snapshot_kernels()"].append(snapped - valued)
                 parts["sender.add_epoch"].append(added - snapped)
                 parts["all three"].append(added - began)
         finally:

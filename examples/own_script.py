@@ -15,7 +15,7 @@ import argparse
 import keras
 import numpy as np
 
-from app.client import ReglabCallback
+from reglab import ReglabCallback
 
 
 def noisy_blobs(samples: int, features: int = 20, classes: int = 3, seed: int = 0) -> tuple:

@@ -135,10 +135,17 @@ def health(url: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the shared stack: its database, and its `server.log` and
+    `worker.log` (the supervisor's and its children's stderr)."""
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def stack(stack_dir: Path) -> Iterator[str]:
     """`reglab serve` and `reglab worker` as real processes on a fresh SQLite database,
     shared by the end-to-end and browser tests; yields the server URL."""
-    folder = tmp_path_factory.mktemp("stack")
+    folder = stack_dir
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -150,7 +157,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     logs = [(folder / "server.log").open("w"), (folder / "worker.log").open("w")]
-    reglab = [sys.executable, "-m", "app.cli"]
+    reglab = [sys.executable, "-m", "reglab.cli"]
     server = subprocess.Popen(
         [*reglab, "serve", "--port", str(port)],
         env=env,

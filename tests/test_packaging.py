@@ -276,3 +276,73 @@ def test_dockerignore_keeps_local_state_out() -> None:
     }
     for entry in (".venv", "data", ".git", "tests/artifacts", "bench/out", "*.db"):
         assert entry in entries
+
+
+# --- pyproject.toml: what each side installs -----------------------------------------
+
+PYPROJECT = ROOT / "pyproject.toml"
+CLIENT_NEEDS = {"httpx", "numpy", "keras", "pydantic", "typer", "rich"}
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {
+        re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower() for requirement in requirements
+    }
+
+
+def _pyproject() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(PYPROJECT.read_text())
+
+
+def test_a_machine_that_only_trains_installs_the_client_only() -> None:
+    project = _pyproject()["project"]
+    assert _names(project["dependencies"]) == CLIENT_NEEDS
+    extras = project["optional-dependencies"]
+    assert {
+        "fastapi",
+        "uvicorn",
+        "sqlmodel",
+        "alembic",
+        "plotly",
+        "sse-starlette",
+        "pydantic-settings",
+        "psycopg",
+        "python-multipart",
+    } <= _names(extras["server"])
+    assert _names(extras["worker"]) == {"tensorflow", "scikit-learn"}
+    assert extras["all"] == ["reglab[server,worker]"]
+    assert _names(extras["pandas"]) == {"pandas"}
+    assert project["scripts"]["reglab"] == "reglab.cli:main"
+    assert "reglab*" in _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+
+
+def _third_party_imports(folder: Path) -> set[str]:
+    """Top-level packages the modules of `folder` import at module level (not inside a
+    function: those load only when used), less the standard library and this project."""
+    import ast
+    import sys
+
+    found: set[str] = set()
+    for path in folder.glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"__future__", "app", "reglab", "worker"}
+
+
+def test_the_client_package_imports_only_what_it_installs() -> None:
+    imported = _third_party_imports(ROOT / "reglab")
+    assert {"httpx", "keras", "numpy", "typer", "rich"} <= imported
+    assert imported <= CLIENT_NEEDS
+
+
+def test_make_and_the_image_install_both_sides() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install --quiet -e '.[all,dev]'" in makefile
+    runs = " ".join(_all("RUN"))
+    assert "['optional-dependencies']['server']" in runs
+    assert "['optional-dependencies']['worker']" in runs

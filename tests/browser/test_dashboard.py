@@ -220,7 +220,7 @@ def lone_server(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[byt
     def start() -> None:
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+                [sys.executable, "-m", "reglab.cli", "serve", "--port", str(port)],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -277,7 +277,7 @@ def test_a_server_with_a_token_asks_for_it_once(browser: Any, tmp_path: Path) ->
         "REGLAB_TOKEN": "team-secret",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "reglab.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

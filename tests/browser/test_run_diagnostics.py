@@ -27,7 +27,10 @@ def server_page(browser: Browser, live_server: str) -> Iterator[Page]:
 def train_as_a_worker(url: str, spec: dict[str, Any]) -> int:
     """Submit, claim and train a run in this process the way a training child does:
     epochs and histograms streamed through the worker routes, then the finish."""
-    from worker.streaming import MetricSender, StreamingCallback
+    from reglab import ReglabCallback
+    from reglab.channels import ClaimedRunChannel
+    from reglab.client import WorkerClient
+    from reglab.sender import Sender
     from worker.training import train
 
     http = httpx.Client(base_url=url, timeout=30)
@@ -39,14 +42,6 @@ def train_as_a_worker(url: str, spec: dict[str, Any]) -> int:
     token = claim["lease_token"]
     route = f"/api/worker/experiments/{run_id}"
 
-    def upload(points: list[dict[str, Any]]) -> None:
-        body = {"lease_token": token, "points": points}
-        http.post(f"{route}/metrics", json=body).raise_for_status()
-
-    def upload_histograms(epoch: int, layers: dict[str, Any]) -> None:
-        body = {"lease_token": token, "epoch": epoch, "layers": layers}
-        http.post(f"{route}/histograms", json=body).raise_for_status()
-
     # Heartbeats keep the lease while this busy machine trains (the supervisor's job).
     stop = threading.Event()
 
@@ -56,13 +51,15 @@ def train_as_a_worker(url: str, spec: dict[str, Any]) -> int:
 
     beating = threading.Thread(target=heartbeat, daemon=True)
     beating.start()
-    sender = MetricSender(upload=upload, upload_histograms=upload_histograms).start()
+    worker = WorkerClient(url)
+    sender = Sender(ClaimedRunChannel(worker, run_id, token)).start()
     try:
-        result = train(ExperimentSpec.model_validate(spec), [StreamingCallback(sender)])
+        result = train(ExperimentSpec.model_validate(spec), [ReglabCallback(sender=sender)])
         assert sender.close(timeout=60)
     finally:
         stop.set()
         beating.join()
+        worker.close()
     finish = {
         "lease_token": token,
         "status": "succeeded",

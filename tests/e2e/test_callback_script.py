@@ -1,5 +1,5 @@
 """ReglabCallback in plain Keras scripts (subprocesses that import keras, numpy and
-`app.client.ReglabCallback` only) against a real `reglab serve` that requires a token:
+`reglab.ReglabCallback` only) against a real `reglab serve` that requires a token:
 the run and its summary, every epoch once, per-batch logging bucketed with its spike kept,
 a wrong token that never stops training, a crash recorded as failed, a cancel from the
 dashboard that stops the script, a server restarted mid-run with nothing lost, and resends
@@ -34,7 +34,7 @@ import time
 import keras
 import numpy as np
 
-from app.client import ReglabCallback
+from reglab import ReglabCallback
 
 config = json.loads(sys.argv[1])
 keras.utils.set_random_seed(0)
@@ -111,7 +111,7 @@ class Server:
             **self.env,
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "reglab.cli", "serve", "--port", str(self.port)],
             env=env,
             cwd=self.folder,
             stdout=self.log,
@@ -367,7 +367,7 @@ def test_resends_after_lost_answers_store_nothing_twice(server: Server) -> None:
     keras = pytest.importorskip("keras")
     import numpy as np
 
-    from app.client import ReglabCallback
+    from reglab import ReglabCallback
 
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
@@ -391,14 +391,20 @@ def test_resends_after_lost_answers_store_nothing_twice(server: Server) -> None:
 
 
 def test_a_dead_server_never_hangs_the_script_and_the_buffer_is_bounded() -> None:
-    from app.callback import RunSender
+    from reglab.channels import ScriptRunChannel, StepPoint
+    from reglab.client import ReglabClient
+    from reglab.sender import EpochRecord, Sender
 
     nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    sender = RunSender(nobody, token=TOKEN, name="dead", script={}, max_buffer=10).start()
+    channel = ScriptRunChannel(
+        ReglabClient(nobody, token=TOKEN), name="dead", script={}, heartbeat_seconds=5.0
+    )
+    sender = Sender(channel, max_buffer=10).start()
     for step in range(25):
-        sender.add_step(step, {"loss": float(step)})
-    sender.add_epoch(0, {"loss": 1.0}, [])
+        sender.add_step(StepPoint(step, {"loss": float(step)}))
+    sender.add_epoch(EpochRecord(0, {"loss": 1.0}))
     assert sender.dropped == 15 and sender.pending == 11  # the oldest steps went first
     assert sender.close(timeout=1.0) is False  # returns once the timeout is spent
     assert sender.run_id is None and sender.error is None  # never refused: unreachable
-    assert list(sender._steps) == [(step, {"loss": float(step)}) for step in range(15, 25)]
+    steps = [(point.step, point.values) for point in sender._steps]
+    assert steps == [(step, {"loss": float(step)}) for step in range(15, 25)]

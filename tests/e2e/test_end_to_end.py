@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.client import ReglabClient
+from reglab.client import ReglabClient
 from tests.conftest import wait_for
 from tests.factories import make_spec
 
@@ -131,7 +131,7 @@ def test_the_command_line_submits_and_watches(stack: str, tmp_path: Path) -> Non
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(make_spec(name="from-cli")))
     env = {**os.environ, "REGLAB_SERVER_URL": stack, "COLUMNS": "120"}
-    reglab = [sys.executable, "-m", "app.cli"]
+    reglab = [sys.executable, "-m", "reglab.cli"]
     result = subprocess.run(
         [*reglab, "submit", str(spec_file), "--watch"],
         env=env,
@@ -152,6 +152,18 @@ def test_the_command_line_submits_and_watches(stack: str, tmp_path: Path) -> Non
     )
     assert refused.returncode == 1
     assert "training.epochs" in refused.stderr
+
+
+def test_the_worker_log_has_no_tensorflow_start_up_notices(stack: str, stack_dir: Path) -> None:
+    """Its children import TensorFlow on a CPU host: the cuInit failure, cudart_stub and
+    absl notices are left out of the worker's log (tests/worker/test_notices.py: what
+    else a child prints still shows)."""
+    with ReglabClient(stack) as client:
+        follow(stack, client.submit(make_spec(name="quiet"))["id"])
+    log = (stack_dir / "worker.log").read_text(errors="replace")
+    assert "claimed experiment" in log
+    for notice in ("failed call to cuInit", "cudart_stub", "absl::InitializeLog"):
+        assert notice not in log
 
 
 def test_workers_endpoint_shows_this_host(stack: str) -> None:

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.client import ReglabClient
+from reglab.client import ReglabClient
 from tests.conftest import wait_for
 from tests.factories import make_spec
 

@@ -24,10 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from app.client import ReglabClient, ServerEvent
+from reglab.client import ReglabClient, ServerEvent
 from tests.conftest import free_port, health, wait_for
 
-REGLAB = [sys.executable, "-m", "app.cli"]
+REGLAB = [sys.executable, "-m", "reglab.cli"]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # for the tests that import the worker
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.client import LeaseLostError, ReglabError, WorkerClient
+from reglab.client import LeaseLostError, ReglabError, WorkerClient
 from tests.conftest import wait_for
 from tests.factories import make_spec
 from tests.faults.conftest import Lab, WorkerProcess, alive

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from app.client import parse_sse
+from reglab.client import parse_sse
 from tests.conftest import wait_for
 from tests.factories import make_spec
 from tests.faults.conftest import Lab, WorkerProcess, alive

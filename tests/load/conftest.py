@@ -1,4 +1,4 @@
-"""Load and fault tests drive `python -m app.cli serve` as a real process over HTTP, so
+"""Load and fault tests drive `python -m reglab.cli serve` as a real process over HTTP, so
 that a crash, `kill -9`, the process's memory and its open streams are all observable
 from outside, as an operator would see them.
 
@@ -70,7 +70,7 @@ class ServerProcess:
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts}\n".encode())
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "reglab.cli", "serve", "--port", str(self.port)],
                 cwd=ROOT,
                 env=env,
                 stdout=log,

@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.client import ReglabClient, ServerEvent, WorkerClient
 from app.events import StreamEvent, notify_payloads
+from reglab.client import ReglabClient, ServerEvent, WorkerClient
 from tests.conftest import free_port, health, wait_for
 from tests.factories import make_spec
 
@@ -50,7 +50,7 @@ def _serve(database_url: str, folder: Path, name: str) -> Replica:
     log = folder / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "reglab.cli", "serve", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,
