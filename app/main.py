@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import Match
 
 from app.api.routes import (
     auth,
@@ -34,6 +37,7 @@ from app.api.routes import (
     worker,
 )
 from app.db import is_sqlite, normalize_url, session_scope
+from app.errors import Conflict, InvalidField, NotFound, TooLarge
 from app.events import PgRelay, broker
 from app.limits import BodyLimitMiddleware
 from app.security import SecurityMiddleware
@@ -47,7 +51,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 def _sweep_once() -> list[int]:
     with session_scope() as session:
-        return queue.sweep_expired(session)
+        return queue.sweep_expired(session=session)
 
 
 async def _sweep_forever(interval: float, grace: float) -> None:
@@ -122,14 +126,14 @@ def _safe_input(value: Any) -> Any:
     return None
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    """422 with each failing field's path, e.g. `model.layers.0.units`."""
-    assert isinstance(exc, RequestValidationError)
-    errors = []
-    for error in exc.errors():
+def _field_errors(errors: list[dict[str, Any]]) -> JSONResponse:
+    """422 with each failing field's path, e.g. `model.layers.0.units`: the one shape of
+    every refused field, whether the schema or a rule beyond it refused it."""
+    detail = []
+    for error in errors:
         loc = [str(part) for part in error_location(error.get("loc", ()))]
         field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
-        errors.append(
+        detail.append(
             {
                 "type": error.get("type"),
                 "loc": loc,
@@ -138,11 +142,41 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
                 "input": _safe_input(error.get("input")),
             }
         )
-    return JSONResponse(status_code=422, content={"detail": errors})
+    return JSONResponse(status_code=422, content={"detail": detail})
 
 
-async def _lease_lost(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=409, content={"detail": str(exc)})
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _field_errors(list(exc.errors()))
+
+
+async def _invalid_field(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidField)
+    return _field_errors(exc.errors())
+
+
+async def _http_error(request: Request, exc: Exception) -> Any:
+    """FastAPI's answer, except that a 405's `Allow` lists every method of the path: the
+    router names only those of the first route it found for the path (one per method)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        methods: set[str] = set()
+        for route in request.app.router.routes:
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE:
+                methods |= set(getattr(route, "methods", None) or ())
+        if methods:
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
+    return await http_exception_handler(request, exc)
+
+
+def _answer(status: int) -> Any:
+    """A handler that answers `status` with the error's message as `detail`."""
+
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    return handler
 
 
 def create_app() -> FastAPI:
@@ -159,8 +193,13 @@ def create_app() -> FastAPI:
     app.add_middleware(SecurityMiddleware)
     # Outermost: a Host header that is not this server's (DNS rebinding) gets 400.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=get_settings().host_allowlist())
+    # The services' errors (app/errors.py), answered here and nowhere else.
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(queue.LeaseLost, _lease_lost)
+    app.add_exception_handler(InvalidField, _invalid_field)
+    app.add_exception_handler(NotFound, _answer(404))
+    app.add_exception_handler(Conflict, _answer(409))  # LeaseLost among them
+    app.add_exception_handler(TooLarge, _answer(413))
     for module in (
         experiments,
         metrics,
@@ -176,7 +215,6 @@ def create_app() -> FastAPI:
     app.include_router(auth.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
     return app
 
 

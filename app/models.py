@@ -1,11 +1,21 @@
-"""Database tables. API shapes live in app/schemas.py; a row is never returned as is."""
+"""Database tables. API shapes live in app/schemas/; a row is never returned as is."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 # The statuses live in the contract; re-exported for the server's modules.
@@ -34,6 +44,15 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value
 
 
+# Ids (and byte counts) are 64-bit: BIGINT on PostgreSQL, whose INTEGER stops at 2**31 - 1.
+# SQLite's INTEGER is 64-bit already, and only `INTEGER PRIMARY KEY` numbers new rows.
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _id() -> Any:
+    return Field(default=None, primary_key=True, sa_type=Int64)
+
+
 def _timestamp(*, nullable: bool = True, index: bool = False) -> Any:
     return Field(
         default=None,
@@ -54,7 +73,7 @@ class Experiment(SQLModel, table=True):
         ),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = _id()
     name: str = Field(max_length=200, index=True)
     status: str = Field(default=Status.queued, max_length=16, index=True)
     spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
@@ -85,7 +104,7 @@ class Experiment(SQLModel, table=True):
     # "queue": trained by a reglab worker; "script": streamed by a ReglabCallback in a
     # user's own training script (no lease, no worker).
     source: str = Field(default="queue", max_length=16)
-    sweep_id: int | None = Field(default=None, foreign_key="sweep.id", index=True)
+    sweep_id: int | None = Field(default=None, foreign_key="sweep.id", index=True, sa_type=Int64)
     # The sweep point's swept values, {"model.layers[*].regularizer.l2": 0.001, ...}.
     point: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
     # Runs whose specs differ only in name, notes and seed share a group (seed repeats).
@@ -95,7 +114,9 @@ class Experiment(SQLModel, table=True):
 class Metric(SQLModel, table=True):
     """One value of one named series at one epoch; the key makes uploads idempotent."""
 
-    experiment_id: int = Field(foreign_key="experiment.id", primary_key=True, ondelete="CASCADE")
+    experiment_id: int = Field(
+        foreign_key="experiment.id", primary_key=True, ondelete="CASCADE", sa_type=Int64
+    )
     epoch: int = Field(primary_key=True)
     name: str = Field(primary_key=True, max_length=100)
     value: float
@@ -104,14 +125,21 @@ class Metric(SQLModel, table=True):
 class Event(SQLModel, table=True):
     """What the event stream sends, in order; its id is the stream's `id:` field.
 
-    A metrics event exists once per (experiment, epoch); status events have no epoch.
+    A metrics (or histogram) event exists once per (experiment, attempt, epoch): a retried
+    run's attempts each have their own, and a replay shows the latest attempt's only.
+    Status events have no epoch.
     """
 
-    __table_args__ = (UniqueConstraint("experiment_id", "kind", "epoch", name="uq_event_epoch"),)
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "kind", "attempt", "epoch", name="uq_event_epoch"),
+    )
 
-    id: int | None = Field(default=None, primary_key=True)
-    experiment_id: int = Field(foreign_key="experiment.id", index=True, ondelete="CASCADE")
+    id: int | None = _id()
+    experiment_id: int = Field(
+        foreign_key="experiment.id", index=True, ondelete="CASCADE", sa_type=Int64
+    )
     kind: str = Field(max_length=16)
+    attempt: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     epoch: int | None = None
     data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(
@@ -138,7 +166,9 @@ class Worker(SQLModel, table=True):
 class BatchMetric(SQLModel, table=True):
     """One value of one named series at one training step, for runs that log per batch."""
 
-    experiment_id: int = Field(foreign_key="experiment.id", primary_key=True, ondelete="CASCADE")
+    experiment_id: int = Field(
+        foreign_key="experiment.id", primary_key=True, ondelete="CASCADE", sa_type=Int64
+    )
     step: int = Field(primary_key=True)
     name: str = Field(primary_key=True, max_length=100)
     value: float
@@ -147,7 +177,7 @@ class BatchMetric(SQLModel, table=True):
 class Sweep(SQLModel, table=True):
     """A family of runs: one base spec, the swept settings and the seeds per point."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = _id()
     name: str = Field(max_length=200)
     # The request as submitted: base spec, axes, seeds, pruning.
     spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
@@ -162,7 +192,7 @@ class Dataset(SQLModel, table=True):
     `path` is chosen by the server (relative to the data folder), never taken from a request.
     """
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = _id()
     name: str = Field(max_length=200)
     format: str = Field(max_length=8)  # the upload's format: "csv" or "npz"
     task: str = Field(max_length=16)
@@ -171,7 +201,7 @@ class Dataset(SQLModel, table=True):
     image: list[int] | None = Field(default=None, sa_column=Column(JSON))
     samples: int
     class_names: list[str] | None = Field(default=None, sa_column=Column(JSON))
-    size_bytes: int
+    size_bytes: int = Field(sa_type=Int64)
     sha256: str = Field(max_length=64)
     path: str = Field(max_length=500)
     created_at: datetime = Field(

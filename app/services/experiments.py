@@ -1,9 +1,8 @@
-"""Submitting, listing and cancelling experiments."""
+"""Submitting, finding, listing, cancelling and deleting experiments."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete as sa_delete
@@ -11,7 +10,12 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app import events
-from app.models import Event, Experiment, Metric, Status, utcnow
+from app.domain.groups import group_key
+from app.domain.storage import remove_artifacts
+from app.errors import Conflict, NotFound
+from app.models import BatchMetric, Event, Experiment, Metric, Status, utcnow
+from app.services import datasets
+from app.settings import Settings
 from app.spec import ExperimentSpec
 
 
@@ -27,7 +31,7 @@ def status_data(row: Experiment) -> dict[str, Any]:
     }
 
 
-def change_status(session: Session, row: Experiment, status: Status, **fields: Any) -> None:
+def change_status(row: Experiment, status: Status, *, session: Session, **fields: Any) -> None:
     """Set a new status (and any other fields) and record its event; the caller commits."""
     row.status = status
     for name, value in fields.items():
@@ -37,28 +41,19 @@ def change_status(session: Session, row: Experiment, status: Status, **fields: A
     session.add(row)
     session.flush()
     assert row.id is not None
-    events.record(session, row.id, "status", status_data(row))
-
-
-def group_key(spec: ExperimentSpec) -> str:
-    """The same for specs that differ only in name, notes and seed: seed repeats of one
-    configuration, which the compare and sweep views draw as a mean and a band."""
-    data = spec.model_dump(mode="json", exclude={"name": True, "notes": True})
-    data["training"].pop("seed", None)
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    events.record(session, row.id, "status", status_data(row), attempt=row.attempt)
 
 
 def create(
+    *,
     session: Session,
     spec: ExperimentSpec,
-    *,
     max_attempts: int,
     sweep_id: int | None = None,
     point: dict[str, float] | None = None,
     commit: bool = True,
 ) -> Experiment:
-    """Queue a run (the caller resolves an uploaded dataset in the spec first)."""
+    """Queue a run whose uploaded dataset, if any, is resolved already."""
     row = Experiment(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -70,19 +65,42 @@ def create(
     )
     session.add(row)
     session.flush()
-    change_status(session, row, Status.queued)
+    change_status(row, Status.queued, session=session)
     if commit:
         session.commit()
     return row
 
 
-def get(session: Session, experiment_id: int) -> Experiment | None:
-    return session.get(Experiment, experiment_id)
+def submit(*, session: Session, spec: ExperimentSpec, max_attempts: int) -> Experiment:
+    """Queue a run as submitted: an uploaded dataset is filled in from the stored upload
+    (InvalidField when there is none, or its data cannot feed the layers)."""
+    return create(
+        session=session,
+        spec=datasets.resolve(session=session, spec=spec),
+        max_attempts=max_attempts,
+    )
+
+
+def require(*, session: Session, experiment_id: int, lock: bool = False) -> Experiment:
+    """The run with this id (locked for update when asked), or NotFound."""
+    row = session.get(Experiment, experiment_id, with_for_update=lock)
+    if row is None:
+        raise NotFound(f"experiment {experiment_id} not found")
+    return row
+
+
+def find(*, session: Session, ids: Sequence[int]) -> tuple[dict[int, Experiment], list[int]]:
+    """The runs among `ids` that exist, by id in the order asked, and the ids that name
+    no run (the pages ask for several runs at once)."""
+    rows = session.exec(select(Experiment).where(col(Experiment.id).in_(list(ids)))).all()
+    by_id = {row.id: row for row in rows if row.id is not None}
+    found = {run_id: by_id[run_id] for run_id in ids if run_id in by_id}
+    return found, [run_id for run_id in ids if run_id not in by_id]
 
 
 def list_experiments(
-    session: Session,
     *,
+    session: Session,
     status: Status | None = None,
     name: str | None = None,
     ids: list[int] | None = None,
@@ -107,28 +125,25 @@ def list_experiments(
     return list(rows), int(total)
 
 
-def cancel(session: Session, row: Experiment) -> bool:
+def cancel(*, session: Session, experiment_id: int) -> Experiment:
     """Cancel a queued or running experiment at once; its worker learns it at the next
-    heartbeat and stops the training child. False when it had already ended."""
-    session.refresh(row, with_for_update=True)
+    heartbeat and stops the training child. Conflict when it had already ended."""
+    row = require(session=session, experiment_id=experiment_id, lock=True)
     if Status(row.status).is_final:
-        return False
-    change_status(session, row, Status.cancelled, lease_expires_at=None)
+        raise Conflict(f"experiment {row.id} already {row.status}")
+    change_status(row, Status.cancelled, session=session, lease_expires_at=None)
     session.commit()
-    return True
+    return row
 
 
-class StillRunning(Exception):
-    """A running experiment cannot be deleted; cancel it first."""
-
-
-def delete(session: Session, row: Experiment) -> None:
-    """Delete a run that is not running, with its metrics and events (the caller removes
-    its files)."""
-    session.refresh(row, with_for_update=True)
+def delete(*, session: Session, experiment_id: int, settings: Settings) -> None:
+    """Delete a run that is not running, with its metrics, events and files (Conflict
+    while it runs: cancel it first)."""
+    row = require(session=session, experiment_id=experiment_id, lock=True)
     if row.status == Status.running:
-        raise StillRunning(f"experiment {row.id} is running: cancel it first")
-    session.exec(sa_delete(Metric).where(col(Metric.experiment_id) == row.id))
-    session.exec(sa_delete(Event).where(col(Event.experiment_id) == row.id))
+        raise Conflict(f"experiment {row.id} is running: cancel it first")
+    for table in (Metric, BatchMetric, Event):
+        session.exec(sa_delete(table).where(col(table.experiment_id) == experiment_id))
     session.delete(row)
     session.commit()
+    remove_artifacts(settings, experiment_id)

@@ -14,14 +14,16 @@ from sqlmodel import Session, col, select
 
 from app import events
 from app.db import dialect_insert
-from app.models import BatchMetric, Event, Experiment, Metric, utcnow
-from app.services import sweeps
-from app.services.queue import held
+from app.errors import NotFound
+from app.models import BatchMetric, Event, Experiment, Metric, Status, utcnow
+from app.services import experiments, sweeps
+from app.services.queue import EPOCH_KINDS, held
 
 EpochPoint = tuple[int, dict[str, float], float | None]
 
 
 def ingest(
+    *,
     session: Session,
     experiment_id: int,
     lease_token: str,
@@ -29,18 +31,20 @@ def ingest(
 ) -> list[int]:
     """Upsert (epoch, values, time) points for a run that this token holds.
 
-    Metric rows are keyed by (experiment, epoch, name) and events by (experiment, epoch),
-    so a resend after a lost answer stores nothing twice. Returns the epochs that are new.
+    Metric rows are keyed by (experiment, epoch, name) and events by (experiment, attempt,
+    epoch), so a resend after a lost answer stores nothing twice. Returns the epochs that
+    are new.
     """
-    row = held(session, experiment_id, lease_token)
-    new_epochs = store_epochs(session, row, points)
+    row = held(session=session, experiment_id=experiment_id, lease_token=lease_token)
+    new_epochs = store_epochs(session=session, row=row, points=points)
     session.commit()
     return new_epochs
 
 
-def store_epochs(session: Session, row: Experiment, points: Sequence[EpochPoint]) -> list[int]:
-    """Upsert epochs of a locked run, record one `metrics` event per new epoch and update
-    the run's summary (last values, best validation data loss); the caller commits.
+def store_epochs(*, session: Session, row: Experiment, points: Sequence[EpochPoint]) -> list[int]:
+    """Upsert epochs of a locked run, record one `metrics` event per new epoch of its
+    attempt and update the run's summary (last values, best validation data loss); the
+    caller commits.
 
     Shared by the worker's uploads and by script runs (ReglabCallback)."""
     assert row.id is not None
@@ -66,9 +70,14 @@ def store_epochs(session: Session, row: Experiment, points: Sequence[EpochPoint]
         event_id = session.execute(
             dialect_insert(session, Event)
             .values(
-                experiment_id=experiment_id, kind="metrics", epoch=epoch, data=data, created_at=now
+                experiment_id=experiment_id,
+                kind="metrics",
+                attempt=row.attempt,
+                epoch=epoch,
+                data=data,
+                created_at=now,
             )
-            .on_conflict_do_nothing(index_elements=["experiment_id", "kind", "epoch"])
+            .on_conflict_do_nothing(index_elements=["experiment_id", "kind", "attempt", "epoch"])
             .returning(col(Event.id))
         ).scalar()
         if event_id is not None:
@@ -85,20 +94,21 @@ def store_epochs(session: Session, row: Experiment, points: Sequence[EpochPoint]
             row.best_val_data_loss, row.best_epoch = value, epoch
     session.add(row)
     if new_epochs and row.sweep_id is not None:
-        sweeps.after_metrics(session, row, new_epochs)
+        sweeps.after_metrics(session=session, row=row, new_epochs=new_epochs)
     return new_epochs
 
 
 Columns = dict[str, list[float | None]]
 
 
-def series(session: Session, experiment_id: int) -> tuple[list[int], Columns]:
+def series(*, session: Session, experiment_id: int) -> tuple[list[int], Columns]:
     """All of a run's metrics as columns aligned on the epochs."""
-    return series_of_runs(session, [experiment_id]).get(experiment_id, ([], {}))
+    found = series_of_runs(session=session, experiment_ids=[experiment_id])
+    return found.get(experiment_id, ([], {}))
 
 
 def series_of_runs(
-    session: Session, experiment_ids: Sequence[int], names: Sequence[str] | None = None
+    *, session: Session, experiment_ids: Sequence[int], names: Sequence[str] | None = None
 ) -> dict[int, tuple[list[int], Columns]]:
     """Several runs' metrics in one query (the compare view draws them all at once)."""
     query = select(Metric.experiment_id, Metric.epoch, Metric.name, Metric.value).where(
@@ -122,7 +132,18 @@ def series_of_runs(
     return result
 
 
+def runs_series(
+    *, session: Session, ids: Sequence[int], names: Sequence[str] | None = None
+) -> tuple[dict[int, tuple[list[int], Columns]], list[int]]:
+    """The metrics of the runs among `ids` that exist, by id in the order asked, and the
+    ids that name no run (the compare view asks for several at once)."""
+    found, missing = experiments.find(session=session, ids=ids)
+    data = series_of_runs(session=session, experiment_ids=list(found), names=names)
+    return {run_id: data.get(run_id, ([], {})) for run_id in found}, missing
+
+
 def to_csv(epochs: list[int], columns: Columns) -> str:
+    """Columns as CSV: `epoch`, then one column per metric (empty where missing)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     names = list(columns)
@@ -134,22 +155,31 @@ def to_csv(epochs: list[int], columns: Columns) -> str:
     return buffer.getvalue()
 
 
-def events_after(session: Session, experiment_id: int, after_id: int) -> list[events.StreamEvent]:
-    """The stored events of a run after a given id, for a stream that (re)connects."""
+def replay(
+    *, session: Session, experiment_id: int, after_id: int
+) -> tuple[list[events.StreamEvent], bool]:
+    """The stored events of a run after a given id, for a stream that (re)connects, and
+    whether the run has ended. Epoch events come from the run's latest attempt only (an
+    earlier attempt's were replaced by the retry, as its metric rows were); status events
+    tell every attempt's story. NotFound when there is no such run."""
+    row = session.get(Experiment, experiment_id)
+    if row is None:
+        raise NotFound(f"experiment {experiment_id} not found")
     rows = session.exec(
         select(Event)
         .where(Event.experiment_id == experiment_id)
         .where(col(Event.id) > after_id)
+        .where(col(Event.kind).not_in(EPOCH_KINDS) | (col(Event.attempt) == row.attempt))
         .order_by(col(Event.id))
     ).all()
-    return [events.to_stream_event(row) for row in rows]
+    return [events.to_stream_event(event) for event in rows], Status(row.status).is_final
 
 
 # --- per-batch series (script runs that log every batch or every N steps) -------------
 
 
 def store_steps(
-    session: Session, experiment_id: int, points: Sequence[tuple[int, dict[str, float]]]
+    *, session: Session, experiment_id: int, points: Sequence[tuple[int, dict[str, float]]]
 ) -> int:
     """Upsert (step, values) points keyed by (experiment, step, name): a resend stores
     nothing twice. Returns the number of values written; the caller commits."""
@@ -191,7 +221,8 @@ class StepBuckets:
         return sum(self.count)
 
 
-def step_names(session: Session, experiment_id: int) -> list[str]:
+def step_names(*, session: Session, experiment_id: int) -> list[str]:
+    """The names of a run's per-batch series, sorted."""
     query = (
         select(BatchMetric.name)
         .where(BatchMetric.experiment_id == experiment_id)
@@ -202,9 +233,9 @@ def step_names(session: Session, experiment_id: int) -> list[str]:
 
 
 def bucketed_steps(
+    *,
     session: Session,
     experiment_id: int,
-    *,
     names: Sequence[str] | None = None,
     max_points: int = 1000,
 ) -> dict[str, StepBuckets]:
@@ -253,10 +284,10 @@ def bucketed_steps(
     return result
 
 
-def steps_csv(session: Session, experiment_id: int) -> Iterator[str]:
+def steps_csv(*, session: Session, experiment_id: int) -> Iterator[str]:
     """Every stored per-batch value as CSV (`step` then one column per series), in step
     order, produced a chunk at a time so that a long run is never held whole as text."""
-    names = step_names(session, experiment_id)
+    names = step_names(session=session, experiment_id=experiment_id)
     position = {name: index for index, name in enumerate(names)}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -5,6 +5,11 @@ transaction so), `FOR UPDATE SKIP LOCKED` on PostgreSQL, so two claimers never g
 same run. Every call a worker makes for a run carries the lease token of its claim; a
 token that no longer holds the run (the run was cancelled, requeued or claimed again)
 raises `LeaseLost` and changes nothing.
+
+Each attempt trains from the start, so a claim clears what an earlier attempt stored:
+its metric rows and the summary on the run. Its events stay, keyed by attempt (the
+stream replays the latest attempt's), except those of a claim handed back (`release`),
+whose attempt number the next claim takes again.
 """
 
 from __future__ import annotations
@@ -13,20 +18,25 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete as sa_delete
 from sqlmodel import Session, col, select
 
 from app.db import dialect_insert
-from app.models import Experiment, Status, Worker, utcnow
+from app.errors import LeaseLost
+from app.models import Event, Experiment, Metric, Status, Worker, utcnow
 from app.services.experiments import change_status
 
-
-class LeaseLost(Exception):
-    """The caller's lease token no longer holds the run."""
+# Kinds of events that an attempt stores once per epoch (status events are the story of
+# every attempt, kept whole).
+EPOCH_KINDS = ("metrics", "histogram")
+# The final statuses that the server gives a run while its worker trains it: the worker
+# learns them from its heartbeat (`cancel`) and stops the training.
+STOPPED = frozenset({Status.cancelled, Status.pruned})
 
 
 def touch_worker(
-    session: Session,
     *,
+    session: Session,
     worker_id: str,
     host: str,
     devices: list[str],
@@ -48,8 +58,8 @@ def touch_worker(
 
 
 def claim(
-    session: Session,
     *,
+    session: Session,
     worker_id: str,
     host: str,
     devices: list[str],
@@ -57,7 +67,7 @@ def claim(
     plugins: list[str] | None = None,
 ) -> Experiment | None:
     """Take the oldest queued experiment for this worker, or None when there is none."""
-    touch_worker(session, worker_id=worker_id, host=host, devices=devices, plugins=plugins)
+    touch_worker(session=session, worker_id=worker_id, host=host, devices=devices, plugins=plugins)
     row = session.exec(
         select(Experiment)
         .where(Experiment.status == Status.queued)
@@ -66,11 +76,13 @@ def claim(
         .with_for_update(skip_locked=True)
     ).first()
     if row is not None:
+        assert row.id is not None
         now = utcnow()
+        _forget_earlier_attempts(session=session, row=row)
         change_status(
-            session,
             row,
             Status.running,
+            session=session,
             attempt=row.attempt + 1,
             lease_token=secrets.token_hex(16),
             lease_expires_at=now + timedelta(seconds=lease_seconds),
@@ -84,8 +96,32 @@ def claim(
     return row
 
 
+def _forget_earlier_attempts(*, session: Session, row: Experiment) -> None:
+    """Before an attempt starts over from epoch 0: drop the metric rows of the earlier
+    one and its summary, and the epoch events of a handed-back claim of the same number."""
+    assert row.id is not None
+    if row.attempt == 0 and row.epochs_done == 0:
+        return  # a first claim: nothing stored yet
+    session.exec(sa_delete(Metric).where(col(Metric.experiment_id) == row.id))
+    session.exec(
+        sa_delete(Event)
+        .where(col(Event.experiment_id) == row.id)
+        .where(col(Event.kind).in_(EPOCH_KINDS))
+        .where(col(Event.attempt) > row.attempt)
+    )
+    row.epochs_done = 0
+    row.last_metrics = {}
+    row.best_epoch = None
+    row.best_val_data_loss = None
+    row.test_metrics = None
+
+
 def held(
-    session: Session, experiment_id: int, lease_token: str, *, allow_cancelled: bool = False
+    *,
+    session: Session,
+    experiment_id: int,
+    lease_token: str,
+    allow_cancelled: bool = False,
 ) -> Experiment:
     """Lock and return the run that this token holds, or raise LeaseLost."""
     row = session.get(Experiment, experiment_id, with_for_update=True)
@@ -93,18 +129,18 @@ def held(
         raise LeaseLost(f"lease on experiment {experiment_id} is not held by this token")
     # A run cancelled or pruned while it trains still answers its worker's heartbeat, so
     # that the worker learns to stop it.
-    stopped = {Status.cancelled, Status.pruned}
-    allowed = {Status.running} | (stopped if allow_cancelled else set())
-    if row.status not in allowed:
+    if row.status != Status.running and not (allow_cancelled and row.status in STOPPED):
         raise LeaseLost(f"experiment {experiment_id} is {row.status}")
     return row
 
 
 def heartbeat(
-    session: Session, experiment_id: int, lease_token: str, *, lease_seconds: float
+    *, session: Session, experiment_id: int, lease_token: str, lease_seconds: float
 ) -> Experiment:
     """Renew the lease; a cancelled run answers so that its worker stops it."""
-    row = held(session, experiment_id, lease_token, allow_cancelled=True)
+    row = held(
+        session=session, experiment_id=experiment_id, lease_token=lease_token, allow_cancelled=True
+    )
     if row.status == Status.running:
         row.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
         session.add(row)
@@ -117,18 +153,18 @@ def heartbeat(
     return row
 
 
-def started(session: Session, experiment_id: int, lease_token: str, *, device: str) -> None:
+def started(*, session: Session, experiment_id: int, lease_token: str, device: str) -> None:
     """Record the device the training child found, as its framework saw it."""
-    row = held(session, experiment_id, lease_token)
-    change_status(session, row, Status.running, device=device)
+    row = held(session=session, experiment_id=experiment_id, lease_token=lease_token)
+    change_status(row, Status.running, session=session, device=device)
     session.commit()
 
 
 def finish(
+    *,
     session: Session,
     experiment_id: int,
     lease_token: str,
-    *,
     status: Status,
     error: str | None = None,
     error_epoch: int | None = None,
@@ -142,11 +178,13 @@ def finish(
     died): the run goes back to the queue while it has attempts left, like a run whose
     lease expired, and fails after its last attempt.
     """
-    row = held(session, experiment_id, lease_token)
+    row = held(session=session, experiment_id=experiment_id, lease_token=lease_token)
     if status == Status.failed and retryable:
         if error_epoch is None:
             error_epoch = row.epochs_done
-        requeue_or_fail(session, row, error=error or "attempt failed", error_epoch=error_epoch)
+        requeue_or_fail(
+            session=session, row=row, error=error or "attempt failed", error_epoch=error_epoch
+        )
         session.commit()
         return row
     fields: dict[str, Any] = {"error": error, "error_epoch": error_epoch, "lease_expires_at": None}
@@ -154,22 +192,22 @@ def finish(
         fields["test_metrics"] = test_metrics
     if best_epoch is not None:
         fields["best_epoch"] = best_epoch
-    change_status(session, row, status, **fields)
+    change_status(row, status, session=session, **fields)
     session.commit()
     return row
 
 
 def requeue_or_fail(
-    session: Session, row: Experiment, *, error: str, error_epoch: int | None
+    *, session: Session, row: Experiment, error: str, error_epoch: int | None
 ) -> None:
     """The one rule for an attempt that ended without a result of its own: back to the
     queue while `attempt < max_attempts` (the error stays as the reason until the next
     claim), else failed with that error. Either way the lease is void; the caller commits."""
     if row.attempt < row.max_attempts:
         change_status(
-            session,
             row,
             Status.queued,
+            session=session,
             lease_token=None,
             lease_expires_at=None,
             worker_id=None,
@@ -178,22 +216,22 @@ def requeue_or_fail(
         )
     else:
         change_status(
-            session,
             row,
             Status.failed,
+            session=session,
             error=error,
             error_epoch=error_epoch,
             lease_expires_at=None,
         )
 
 
-def release(session: Session, experiment_id: int, lease_token: str) -> None:
+def release(*, session: Session, experiment_id: int, lease_token: str) -> None:
     """Hand a run back to the queue (its worker is shutting down); not a failed attempt."""
-    row = held(session, experiment_id, lease_token)
+    row = held(session=session, experiment_id=experiment_id, lease_token=lease_token)
     change_status(
-        session,
         row,
         Status.queued,
+        session=session,
         attempt=max(row.attempt - 1, 0),
         lease_token=None,
         lease_expires_at=None,
@@ -203,14 +241,15 @@ def release(session: Session, experiment_id: int, lease_token: str) -> None:
     session.commit()
 
 
-def set_model_path(session: Session, experiment_id: int, lease_token: str, path: str) -> None:
-    row = held(session, experiment_id, lease_token)
+def set_model_path(*, session: Session, experiment_id: int, lease_token: str, path: str) -> None:
+    """Record where the run's trained model was stored."""
+    row = held(session=session, experiment_id=experiment_id, lease_token=lease_token)
     row.model_path = path
     session.add(row)
     session.commit()
 
 
-def sweep_expired(session: Session, *, now: datetime | None = None) -> list[int]:
+def sweep_expired(*, session: Session, now: datetime | None = None) -> list[int]:
     """Requeue (or fail, after the last attempt) runs whose lease ran out."""
     now = now or utcnow()
     rows = session.exec(
@@ -221,8 +260,8 @@ def sweep_expired(session: Session, *, now: datetime | None = None) -> list[int]
     ).all()
     for row in rows:
         requeue_or_fail(
-            session,
-            row,
+            session=session,
+            row=row,
             error=(
                 "script went quiet: no upload or heartbeat for a lease period"
                 if row.source == "script"

@@ -15,26 +15,14 @@ from typing import Any
 
 from sqlmodel import Session
 
+from app.errors import Conflict, NotFound
 from app.models import Experiment, Status, utcnow
 from app.services import metrics
 from app.services.experiments import change_status
 
 
-class NotAScriptRun(LookupError):
-    """No run with this id, or one that a worker trains (its calls take a lease token)."""
-
-
-class RunEnded(Exception):
-    """The run already has its final status (finished, cancelled from the dashboard, or
-    failed because its script went quiet): it takes no more points."""
-
-    def __init__(self, row: Experiment) -> None:
-        self.status = row.status
-        super().__init__(f"experiment {row.id} is {row.status}")
-
-
 def create(
-    session: Session, *, name: str, script: dict[str, Any], lease_seconds: float
+    *, session: Session, name: str, script: dict[str, Any], lease_seconds: float
 ) -> Experiment:
     """Record a script's run, already running, with what it told about itself."""
     now = utcnow()
@@ -51,60 +39,64 @@ def create(
     )
     session.add(row)
     session.flush()
-    change_status(session, row, Status.running)
+    change_status(row, Status.running, session=session)
     session.commit()
     return row
 
 
-def _locked(session: Session, experiment_id: int) -> Experiment:
+def _locked(*, session: Session, experiment_id: int) -> Experiment:
+    """Lock the script run with this id; NotFound for no run, or one that a worker trains
+    (its calls take a lease token)."""
     row = session.get(Experiment, experiment_id, with_for_update=True)
     if row is None or row.source != "script":
-        raise NotAScriptRun(f"experiment {experiment_id} is not a script run")
+        raise NotFound(f"experiment {experiment_id} is not a script run")
     return row
 
 
-def _running(session: Session, experiment_id: int, lease_seconds: float) -> Experiment:
-    """Lock a running script run and renew its lease."""
-    row = _locked(session, experiment_id)
+def _running(*, session: Session, experiment_id: int, lease_seconds: float) -> Experiment:
+    """Lock a running script run and renew its lease. Conflict when the run already has
+    its final status (finished, cancelled from the dashboard, or failed because its
+    script went quiet): it takes no more points."""
+    row = _locked(session=session, experiment_id=experiment_id)
     if row.status != Status.running:
-        raise RunEnded(row)
+        raise Conflict(f"experiment {row.id} is {row.status}")
     row.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
     session.add(row)
     return row
 
 
 def add_epochs(
+    *,
     session: Session,
     experiment_id: int,
     points: Sequence[metrics.EpochPoint],
-    *,
     lease_seconds: float,
 ) -> list[int]:
     """Store epochs (idempotent on (run, epoch)); returns the epochs that are new."""
-    row = _running(session, experiment_id, lease_seconds)
-    new_epochs = metrics.store_epochs(session, row, points)
+    row = _running(session=session, experiment_id=experiment_id, lease_seconds=lease_seconds)
+    new_epochs = metrics.store_epochs(session=session, row=row, points=points)
     session.commit()
     return new_epochs
 
 
 def add_steps(
+    *,
     session: Session,
     experiment_id: int,
     points: Sequence[tuple[int, dict[str, float]]],
-    *,
     lease_seconds: float,
 ) -> int:
     """Store per-batch values (idempotent on (run, step, name)); returns how many."""
-    _running(session, experiment_id, lease_seconds)
-    stored = metrics.store_steps(session, experiment_id, points)
+    _running(session=session, experiment_id=experiment_id, lease_seconds=lease_seconds)
+    stored = metrics.store_steps(session=session, experiment_id=experiment_id, points=points)
     session.commit()
     return stored
 
 
-def heartbeat(session: Session, experiment_id: int, *, lease_seconds: float) -> Experiment:
+def heartbeat(*, session: Session, experiment_id: int, lease_seconds: float) -> Experiment:
     """Renew the lease of a script that has nothing to upload; a run that has ended (e.g.
     cancelled from the dashboard) answers with its status, so the script can stop."""
-    row = _locked(session, experiment_id)
+    row = _locked(session=session, experiment_id=experiment_id)
     if row.status == Status.running:
         row.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
         session.add(row)
@@ -113,19 +105,24 @@ def heartbeat(session: Session, experiment_id: int, *, lease_seconds: float) -> 
 
 
 def finish(
+    *,
     session: Session,
     experiment_id: int,
-    *,
     status: Status,
     error: str | None = None,
     error_epoch: int | None = None,
 ) -> Experiment:
     """End a script run. Idempotent: a run that already ended keeps its status (a resent
     finish, or a run cancelled from the dashboard before its script finished)."""
-    row = _locked(session, experiment_id)
+    row = _locked(session=session, experiment_id=experiment_id)
     if row.status == Status.running:
         change_status(
-            session, row, status, error=error, error_epoch=error_epoch, lease_expires_at=None
+            row,
+            status,
+            session=session,
+            error=error,
+            error_epoch=error_epoch,
+            lease_expires_at=None,
         )
     session.commit()
     return row

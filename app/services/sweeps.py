@@ -7,61 +7,87 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi.exceptions import RequestValidationError
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.models import Experiment, Metric, Status, Sweep
+from app.domain.spec_paths import short_labels
+from app.domain.sweeps import SweepInvalid, expand
+from app.errors import FieldProblem, InvalidField, NotFound
+from app.models import FINAL_STATUSES, Experiment, Metric, Status, Sweep
+from app.schemas.sweeps import SweepDetail, SweepIn, SweepList, SweepOut, SweepRunOut
 from app.services import datasets, experiments
-from app.sweeps import SweepIn, SweepInvalid, expand
 
 # Fewest other runs of the sweep with a value at an epoch before pruning judges by them.
 MIN_PEERS = 2
 PRUNE_METRIC = "val_data_loss"  # penalty-free, so runs with different λ compare fairly
 
 
-def create(
-    session: Session, request: SweepIn, *, max_attempts: int
-) -> tuple[Sweep, list[Experiment]]:
+def create(*, session: Session, request: SweepIn, max_attempts: int) -> Sweep:
     """Queue one run per point and seed, tagged with the new sweep, in one transaction.
 
-    Raises RequestValidationError naming the request's field (`body.axes.0.path`, ...).
+    Raises InvalidField naming the request's field (`body.axes.0.path`, ...).
     """
-    base = datasets.resolve(session, request.base, loc=("body", "base"))
+    base = datasets.resolve(session=session, spec=request.base, loc=("body", "base"))
     try:
         planned = expand(request, base)
     except SweepInvalid as error:
-        raise RequestValidationError(
-            [
-                {"type": "value_error", "loc": ("body", *loc), "msg": msg, "input": None}
-                for loc, msg in error.errors
-            ]
+        raise InvalidField.several(
+            [FieldProblem(("body", *loc), msg) for loc, msg in error.errors]
         ) from None
     stored = request.model_dump(mode="json")
     stored["base"] = base.model_dump(mode="json")
     sweep = Sweep(name=request.name, spec=stored)
     session.add(sweep)
     session.flush()
-    rows = [
+    for run in planned:
         experiments.create(
-            session,
-            run.spec,
+            session=session,
+            spec=run.spec,
             max_attempts=max_attempts,
             sweep_id=sweep.id,
             point=run.point,
             commit=False,
         )
-        for run in planned
-    ]
     session.commit()
-    return sweep, rows
+    return sweep
 
 
-def get(session: Session, sweep_id: int) -> Sweep | None:
-    return session.get(Sweep, sweep_id)
+def require(*, session: Session, sweep_id: int) -> Sweep:
+    """The sweep with this id, or NotFound."""
+    row = session.get(Sweep, sweep_id)
+    if row is None:
+        raise NotFound(f"sweep {sweep_id} not found")
+    return row
 
 
-def runs_of(session: Session, sweep_id: int) -> list[Experiment]:
+def detail(*, session: Session, row: Sweep) -> SweepDetail:
+    """A sweep with its runs: point, seed, best and final data losses."""
+    assert row.id is not None
+    runs = runs_of(session=session, sweep_id=row.id)
+    summary = summaries(session=session, sweep_ids=[row.id])[row.id]
+    ids = [run.id for run in runs if run.id is not None]
+    out = _out(row, ids, summary)
+    return SweepDetail(**out.model_dump(), runs=[SweepRunOut.of(run) for run in runs])
+
+
+def listing(*, session: Session, limit: int, offset: int) -> SweepList:
+    """Sweeps, newest first, with their runs' counts by status."""
+    rows, total = list_sweeps(session=session, limit=limit, offset=offset)
+    ids = [row.id for row in rows if row.id is not None]
+    summary = summaries(session=session, sweep_ids=ids)
+    members = run_ids(session=session, sweep_ids=ids)
+    return SweepList(
+        items=[_out(row, members.get(row.id or 0, []), summary[row.id or 0]) for row in rows],
+        total=total,
+    )
+
+
+def _out(row: Sweep, experiment_ids: list[int], summary: dict[str, Any]) -> SweepOut:
+    labels = short_labels([axis["path"] for axis in row.spec.get("axes", [])])
+    return SweepOut.of(row, experiment_ids, summary, labels)
+
+
+def runs_of(*, session: Session, sweep_id: int) -> list[Experiment]:
     """A sweep's runs in the order they were queued."""
     return list(
         session.exec(
@@ -70,7 +96,7 @@ def runs_of(session: Session, sweep_id: int) -> list[Experiment]:
     )
 
 
-def list_sweeps(session: Session, *, limit: int, offset: int) -> tuple[list[Sweep], int]:
+def list_sweeps(*, session: Session, limit: int, offset: int) -> tuple[list[Sweep], int]:
     """Newest first, with the total."""
     rows = session.exec(
         select(Sweep).order_by(col(Sweep.id).desc()).offset(offset).limit(limit)
@@ -79,7 +105,7 @@ def list_sweeps(session: Session, *, limit: int, offset: int) -> tuple[list[Swee
     return list(rows), int(total)
 
 
-def summaries(session: Session, sweep_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def summaries(*, session: Session, sweep_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Per sweep: its runs' counts by status and the best `best_val_data_loss`."""
     out: dict[int, dict[str, Any]] = {
         sweep_id: {"counts": {}, "best": None} for sweep_id in sweep_ids
@@ -105,23 +131,24 @@ def summaries(session: Session, sweep_ids: Sequence[int]) -> dict[int, dict[str,
     return out
 
 
-def cancel(session: Session, sweep_id: int) -> list[int]:
-    """Cancel the sweep's queued and running runs at once (workers stop them at their next
-    heartbeat); returns their ids."""
+def cancel(*, session: Session, sweep_id: int) -> Sweep:
+    """Cancel the sweep's unfinished runs at once (workers stop the running ones at their
+    next heartbeat)."""
+    sweep = require(session=session, sweep_id=sweep_id)
     rows = session.exec(
         select(Experiment)
         .where(Experiment.sweep_id == sweep_id)
-        .where(col(Experiment.status).in_([Status.queued, Status.running]))
+        .where(col(Experiment.status).not_in(list(FINAL_STATUSES)))
         .order_by(col(Experiment.id))
         .with_for_update()
     ).all()
     for row in rows:
-        experiments.change_status(session, row, Status.cancelled, lease_expires_at=None)
+        experiments.change_status(row, Status.cancelled, session=session, lease_expires_at=None)
     session.commit()
-    return [row.id for row in rows if row.id is not None]
+    return sweep
 
 
-def after_metrics(session: Session, row: Experiment, new_epochs: Sequence[int]) -> None:
+def after_metrics(*, session: Session, row: Experiment, new_epochs: Sequence[int]) -> None:
     """Called by metrics ingest (inside its transaction, before the commit) for every run
     that received new epochs; prunes a sweep's run that lags the sweep's median.
 
@@ -137,16 +164,16 @@ def after_metrics(session: Session, row: Experiment, new_epochs: Sequence[int]) 
         return
     prune_after = int(sweep.spec.get("prune_after", 3))
     for epoch in sorted(epoch for epoch in new_epochs if epoch >= prune_after):
-        best = _best_so_far(session, row.sweep_id, epoch)
+        best = _best_so_far(session=session, sweep_id=row.sweep_id, epoch=epoch)
         mine = best.pop(row.id, None) if row.id is not None else None
         if mine is None or len(best) < MIN_PEERS:
             continue
         median = statistics.median(best.values())
         if mine > median:
             experiments.change_status(
-                session,
                 row,
                 Status.pruned,
+                session=session,
                 lease_expires_at=None,
                 error=f"pruned: best {PRUNE_METRIC} {mine:.4g} by epoch {epoch} is worse "
                 f"than the median {median:.4g} of {len(best)} other runs of the sweep",
@@ -155,7 +182,7 @@ def after_metrics(session: Session, row: Experiment, new_epochs: Sequence[int]) 
             return
 
 
-def _best_so_far(session: Session, sweep_id: int, epoch: int) -> dict[int, float]:
+def _best_so_far(*, session: Session, sweep_id: int, epoch: int) -> dict[int, float]:
     """Each run of the sweep that reached `epoch`: its lowest PRUNE_METRIC up to it."""
     rows = session.exec(
         select(Metric.experiment_id, func.min(Metric.value))
@@ -169,7 +196,7 @@ def _best_so_far(session: Session, sweep_id: int, epoch: int) -> dict[int, float
     return {int(run_id): float(value) for run_id, value in rows}
 
 
-def run_ids(session: Session, sweep_ids: Sequence[int]) -> dict[int, list[int]]:
+def run_ids(*, session: Session, sweep_ids: Sequence[int]) -> dict[int, list[int]]:
     """The ids of each sweep's runs, in order."""
     out: dict[int, list[int]] = {sweep_id: [] for sweep_id in sweep_ids}
     if not sweep_ids:

@@ -145,7 +145,16 @@ def test_no_open_bind_without_a_token(tmp_path: object) -> None:
     env = {key: value for key, value in os.environ.items() if key != "REGLAB_TOKEN"}
     env["REGLAB_DATABASE_URL"] = f"sqlite:///{tmp_path}/x.db"
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+        [
+            sys.executable,
+            "-m",
+            "reglab.cli",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(free_port()),
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -148,9 +148,9 @@ def test_bucketing_bounds_100k_points(api: TestClient) -> None:
                 (step, {"loss": float(loss[step]), "acc": step / steps})
                 for step in range(start, start + 10_000)
             ]
-            scripts.add_steps(session, run_id, chunk, lease_seconds=60)
+            scripts.add_steps(session=session, experiment_id=run_id, points=chunk, lease_seconds=60)
     with session_scope(read_only=True) as session:
-        found = metrics.bucketed_steps(session, run_id, max_points=1000)
+        found = metrics.bucketed_steps(session=session, experiment_id=run_id, max_points=1000)
     assert set(found) == {"acc", "loss"}
     for buckets in found.values():
         assert len(buckets.step) == 1000 and buckets.points == steps

@@ -18,9 +18,9 @@ import pytest
 
 from app.api.routes.pages import plotly_version
 from app.db import session_scope
+from app.domain.storage import model_relpath, remove_artifacts, resolve_artifact
 from app.models import Experiment
 from app.settings import Settings, get_settings
-from app.storage import model_relpath, remove_artifacts, resolve_artifact
 from tests.factories import make_spec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,13 +18,15 @@ from tests.factories import make_spec
 def submit(count: int = 1, **changes: object) -> list[int]:
     spec = ExperimentSpec.model_validate(make_spec(**changes))
     with Session(get_engine()) as session:
-        return [experiments.create(session, spec, max_attempts=1).id for _ in range(count)]
+        return [
+            experiments.create(session=session, spec=spec, max_attempts=1).id for _ in range(count)
+        ]
 
 
 def claim_one(worker_id: str = "w") -> Experiment | None:
     with Session(get_engine(), expire_on_commit=False) as session:
         return queue.claim(
-            session, worker_id=worker_id, host="h", devices=["CPU"], lease_seconds=30
+            session=session, worker_id=worker_id, host="h", devices=["CPU"], lease_seconds=30
         )
 
 
@@ -84,29 +86,54 @@ def test_a_lost_lease_changes_nothing(any_db: str) -> None:
     submit()
     row = claim_one()
     with Session(get_engine()) as session, pytest.raises(queue.LeaseLost):
-        metrics.ingest(session, row.id, "not-the-token", [(0, {"loss": 1.0}, None)])
+        metrics.ingest(
+            session=session,
+            experiment_id=row.id,
+            lease_token="not-the-token",
+            points=[(0, {"loss": 1.0}, None)],
+        )
     with Session(get_engine()) as session, pytest.raises(queue.LeaseLost):
-        queue.finish(session, row.id, "not-the-token", status=Status.succeeded)
+        queue.finish(
+            session=session,
+            experiment_id=row.id,
+            lease_token="not-the-token",
+            status=Status.succeeded,
+        )
     with Session(get_engine()) as session:
         assert session.get(Experiment, row.id).status == Status.running
-        assert metrics.series(session, row.id) == ([], {})
+        assert metrics.series(session=session, experiment_id=row.id) == ([], {})
 
 
 def test_heartbeat_extends_the_lease_and_reports_cancel(any_db: str) -> None:
     submit()
     row = claim_one()
     with Session(get_engine()) as session:
-        beat = queue.heartbeat(session, row.id, row.lease_token, lease_seconds=300)
+        beat = queue.heartbeat(
+            session=session,
+            experiment_id=row.id,
+            lease_token=row.lease_token,
+            lease_seconds=300,
+        )
         assert beat.lease_expires_at > row.lease_expires_at
         assert beat.status == Status.running
     with Session(get_engine()) as session:
-        assert experiments.cancel(session, session.get(Experiment, row.id))
+        assert experiments.cancel(session=session, experiment_id=row.id).status == Status.cancelled
     with Session(get_engine()) as session:
-        beat = queue.heartbeat(session, row.id, row.lease_token, lease_seconds=300)
+        beat = queue.heartbeat(
+            session=session,
+            experiment_id=row.id,
+            lease_token=row.lease_token,
+            lease_seconds=300,
+        )
         assert beat.status == Status.cancelled
     # The cancelled run's worker can no longer write to it.
     with Session(get_engine()) as session, pytest.raises(queue.LeaseLost):
-        metrics.ingest(session, row.id, row.lease_token, [(0, {"loss": 1.0}, None)])
+        metrics.ingest(
+            session=session,
+            experiment_id=row.id,
+            lease_token=row.lease_token,
+            points=[(0, {"loss": 1.0}, None)],
+        )
 
 
 def test_expired_lease_requeues_then_fails_after_the_last_attempt(any_db: str) -> None:
@@ -118,32 +145,37 @@ def test_expired_lease_requeues_then_fails_after_the_last_attempt(any_db: str) -
         session.commit()
     later = utcnow() + timedelta(seconds=60)
     with Session(get_engine()) as session:
-        assert queue.sweep_expired(session, now=later) == [row.id]
+        assert queue.sweep_expired(session=session, now=later) == [row.id]
         assert session.get(Experiment, row.id).status == Status.queued
     second = claim_one()
     assert second.id == row.id and second.attempt == 2
     with Session(get_engine()) as session:
-        queue.sweep_expired(session, now=utcnow() + timedelta(seconds=60))
+        queue.sweep_expired(session=session, now=utcnow() + timedelta(seconds=60))
         failed = session.get(Experiment, row.id)
         assert failed.status == Status.failed
         assert "lease expired" in failed.error
     # The first holder's token was fenced off by the new claim.
     with Session(get_engine()) as session, pytest.raises(queue.LeaseLost):
-        queue.heartbeat(session, row.id, row.lease_token, lease_seconds=30)
+        queue.heartbeat(
+            session=session,
+            experiment_id=row.id,
+            lease_token=row.lease_token,
+            lease_seconds=30,
+        )
 
 
 def test_a_live_lease_is_not_swept(any_db: str) -> None:
     submit()
     claim_one()
     with Session(get_engine()) as session:
-        assert queue.sweep_expired(session) == []
+        assert queue.sweep_expired(session=session) == []
 
 
 def test_release_hands_the_run_back_without_spending_an_attempt(any_db: str) -> None:
     submit()
     row = claim_one()
     with Session(get_engine()) as session:
-        queue.release(session, row.id, row.lease_token)
+        queue.release(session=session, experiment_id=row.id, lease_token=row.lease_token)
     again = claim_one()
     assert again.id == row.id
     assert again.attempt == 1

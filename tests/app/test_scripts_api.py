@@ -161,7 +161,7 @@ def test_a_script_that_goes_quiet_fails_when_its_lease_runs_out(api: TestClient)
         row.lease_expires_at = later + timedelta(minutes=1)
         session.add(row)
         session.commit()
-        expired = queue.sweep_expired(session, now=later)
+        expired = queue.sweep_expired(session=session, now=later)
     assert expired == [quiet["id"]]
     read = api.get(f"/api/experiments/{quiet['id']}").json()
     assert read["status"] == "failed" and read["error"]
@@ -249,10 +249,15 @@ def test_bad_input_is_422_with_the_field_path(api: TestClient) -> None:
     assert api.post(f"{runs}/metrics", json=epochs(0)).status_code == 200
 
 
-def test_ids_past_32_bits_are_422_not_500(api: TestClient) -> None:
-    for run_id in (0, 2**31, 2**63):
+def test_ids_past_64_bits_are_422_not_500(api: TestClient) -> None:
+    """Ids are 64-bit (BIGINT): one past 32 bits names no run yet (404); one past 63 bits,
+    or 0, can name none (422), and never reaches a query."""
+    for run_id in (0, 2**63, 2**64):
         assert api.post(f"/api/runs/{run_id}/heartbeat").status_code == 422
         assert api.get(f"/api/experiments/{run_id}/batches").status_code == 422
+    for run_id in (2**31, 2**63 - 1):
+        assert api.post(f"/api/runs/{run_id}/heartbeat").status_code == 404
+        assert api.get(f"/api/experiments/{run_id}/batches").status_code == 404
 
 
 def test_deleting_a_finished_script_run_removes_its_batches(api: TestClient) -> None:

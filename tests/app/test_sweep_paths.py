@@ -9,17 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.sweeps import (
-    MAX_RUNS,
-    PathError,
-    SweepIn,
-    SweepInvalid,
-    expand,
-    leaf_type,
-    parse_path,
-    run_name,
-    targets,
-)
+from app.domain.spec_paths import PathError, leaf_type, parse_path, targets
+from app.domain.sweeps import SweepInvalid, expand, run_name
+from app.schemas import MAX_RUNS, SweepIn
 from tests.factories import make_spec
 
 TWO_LAYERS = make_spec(

@@ -171,7 +171,9 @@ def claim_all(count: int) -> list[tuple[int, str]]:
     leases = []
     with Session(get_engine(), expire_on_commit=False) as session:
         for _ in range(count):
-            row = queue.claim(session, worker_id="w", host="h", devices=["CPU"], lease_seconds=60)
+            row = queue.claim(
+                session=session, worker_id="w", host="h", devices=["CPU"], lease_seconds=60
+            )
             assert row is not None and row.lease_token is not None and row.id is not None
             leases.append((row.id, row.lease_token))
     return leases
@@ -180,10 +182,10 @@ def claim_all(count: int) -> list[tuple[int, str]]:
 def report(run: tuple[int, str], epoch: int, val_data_loss: float) -> list[int]:
     with Session(get_engine(), expire_on_commit=False) as session:
         return metrics.ingest(
-            session,
-            run[0],
-            run[1],
-            [(epoch, {"data_loss": 0.5, "val_data_loss": val_data_loss}, None)],
+            session=session,
+            experiment_id=run[0],
+            lease_token=run[1],
+            points=[(epoch, {"data_loss": 0.5, "val_data_loss": val_data_loss}, None)],
         )
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from app.diagnostics import MIN_EPOCHS, smooth, trivial_loss, verdict
+from app.domain.verdict import MIN_EPOCHS, smooth, trivial_loss, verdict
 from tests.factories import make_spec
 
 

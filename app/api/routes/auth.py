@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, StringConstraints
 
 from app.api.deps import SettingsDep
-from app.schemas import BAD_BODY, ErrorOut
+from app.schemas import BAD_BODY, ErrorOut, LoginIn
 from app.security import LOGIN_PAGE, SESSION_COOKIE, make_session, token_matches
 
 router = APIRouter(tags=["access"])
-
-
-class LoginIn(BaseModel):
-    token: Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
 @router.get("/login", include_in_schema=False)

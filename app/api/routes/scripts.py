@@ -8,12 +8,10 @@ to send, and finish. Every upload is idempotent, keyed by (run, epoch) and (run,
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.api.deps import ExperimentDep, ExperimentId, ReadSessionDep, SessionDep, SettingsDep
 from app.db import session_scope
@@ -21,107 +19,37 @@ from app.models import Status
 from app.schemas import (
     BAD_BODY,
     ErrorOut,
-    ErrorText,
     ExperimentOut,
-    FiniteValues,
-    MetricPoint,
     MetricsAck,
-    ScriptInfo,
+    ScriptFinishIn,
+    ScriptHeartbeatOut,
+    ScriptMetricsIn,
+    ScriptRunIn,
+    StepsAck,
+    StepSeries,
+    StepSeriesSet,
+    StepsIn,
+    not_found,
 )
 from app.services import metrics, scripts
 
 router = APIRouter(tags=["scripts"])
 
-MAX_STEP = 10**9
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No such script run"}
-}
+NOT_FOUND = not_found("script run")
 ENDED: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "The run has ended (finished or cancelled)"}
 }
 _NAMES = r"^[A-Za-z0-9_.:/\-]{1,100}(,[A-Za-z0-9_.:/\-]{1,100}){0,199}$"
 
 
-# --- shapes (kept with their routes: only the script API reads them) -------------------
-
-
-class ScriptRunIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
-    script: ScriptInfo = Field(default_factory=ScriptInfo)
-
-
-class ScriptMetricsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    points: list[MetricPoint] = Field(min_length=1, max_length=1000)
-
-
-class StepPoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    step: int = Field(ge=0, le=MAX_STEP, description="Training step (batch) since the start")
-    values: FiniteValues = Field(min_length=1, max_length=100)
-
-
-class StepsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    points: list[StepPoint] = Field(min_length=1, max_length=5000)
-
-
-class StepsAck(BaseModel):
-    stored: int = Field(description="Values written (a resent step overwrites itself)")
-
-
-class ScriptHeartbeatOut(BaseModel):
-    status: Status
-    cancel: bool = Field(description="True when the run has ended: stop sending, stop training")
-    lease_seconds: float = Field(description="Silence longer than this fails the run")
-
-
-class ScriptFinishIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    status: Literal["succeeded", "failed", "cancelled"]
-    error: ErrorText | None = None
-    error_epoch: int | None = Field(default=None, ge=0, le=1_000_000)
-
-
-class StepSeries(BaseModel):
-    points: int = Field(description="Points stored in this series")
-    step: list[int] = Field(description="Each bucket's first step")
-    last_step: list[int]
-    min: list[float]
-    max: list[float]
-    mean: list[float]
-    count: list[int] = Field(description="Points in each bucket (1 everywhere: exact data)")
-
-
-class StepSeriesSet(BaseModel):
-    max_points: int
-    series: dict[str, StepSeries]
-
-
 # --- writing: the callback's calls ---------------------------------------------------------
-
-
-@contextmanager
-def _script_errors() -> Iterator[None]:
-    try:
-        yield
-    except scripts.NotAScriptRun as error:
-        raise HTTPException(404, detail=str(error)) from None
-    except scripts.RunEnded as error:
-        raise HTTPException(409, detail=str(error)) from None
 
 
 @router.post("/runs", status_code=201, response_model=ExperimentOut, responses=BAD_BODY)
 def create_run(body: ScriptRunIn, session: SessionDep, settings: SettingsDep) -> ExperimentOut:
     """Start a run streamed from the caller's own training script; it is running at once."""
     row = scripts.create(
-        session,
+        session=session,
         name=body.name,
         script=body.script.model_dump(mode="json"),
         lease_seconds=settings.lease_seconds,
@@ -138,11 +66,12 @@ def upload_epochs(
     experiment_id: ExperimentId, body: ScriptMetricsIn, session: SessionDep, settings: SettingsDep
 ) -> MetricsAck:
     """Store epochs of metrics; resending an epoch stores nothing twice."""
-    points = [(point.epoch, point.values, point.time) for point in body.points]
-    with _script_errors():
-        new_epochs = scripts.add_epochs(
-            session, experiment_id, points, lease_seconds=settings.lease_seconds
-        )
+    new_epochs = scripts.add_epochs(
+        session=session,
+        experiment_id=experiment_id,
+        points=[(point.epoch, point.values, point.time) for point in body.points],
+        lease_seconds=settings.lease_seconds,
+    )
     return MetricsAck(stored=sum(len(point.values) for point in body.points), new_epochs=new_epochs)
 
 
@@ -155,11 +84,12 @@ def upload_steps(
     experiment_id: ExperimentId, body: StepsIn, session: SessionDep, settings: SettingsDep
 ) -> StepsAck:
     """Store per-batch values by training step; resending a step stores nothing twice."""
-    points = [(point.step, point.values) for point in body.points]
-    with _script_errors():
-        stored = scripts.add_steps(
-            session, experiment_id, points, lease_seconds=settings.lease_seconds
-        )
+    stored = scripts.add_steps(
+        session=session,
+        experiment_id=experiment_id,
+        points=[(point.step, point.values) for point in body.points],
+        lease_seconds=settings.lease_seconds,
+    )
     return StepsAck(stored=stored)
 
 
@@ -170,11 +100,12 @@ def heartbeat(
     experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep
 ) -> ScriptHeartbeatOut:
     """Keep a quiet script's run alive; `cancel` says the run ended (stop training)."""
-    with _script_errors():
-        row = scripts.heartbeat(session, experiment_id, lease_seconds=settings.lease_seconds)
+    row = scripts.heartbeat(
+        session=session, experiment_id=experiment_id, lease_seconds=settings.lease_seconds
+    )
     return ScriptHeartbeatOut(
         status=Status(row.status),
-        cancel=row.status != Status.running,
+        cancel=Status(row.status).is_final,
         lease_seconds=settings.lease_seconds,
     )
 
@@ -186,14 +117,13 @@ def heartbeat(
 )
 def finish(experiment_id: ExperimentId, body: ScriptFinishIn, session: SessionDep) -> ExperimentOut:
     """End the run (idempotent: a run that already ended keeps its status)."""
-    with _script_errors():
-        row = scripts.finish(
-            session,
-            experiment_id,
-            status=Status(body.status),
-            error=body.error,
-            error_epoch=body.error_epoch,
-        )
+    row = scripts.finish(
+        session=session,
+        experiment_id=experiment_id,
+        status=Status(body.status),
+        error=body.error,
+        error_epoch=body.error_epoch,
+    )
     return ExperimentOut.of(row)
 
 
@@ -203,7 +133,7 @@ def finish(experiment_id: ExperimentId, body: ScriptFinishIn, session: SessionDe
 @router.get(
     "/experiments/{experiment_id}/batches",
     response_model=StepSeriesSet,
-    responses={404: {"model": ErrorOut, "description": "No such experiment"}},
+    responses=not_found("experiment"),
 )
 def read_batches(
     experiment: ExperimentDep,
@@ -219,8 +149,8 @@ def read_batches(
     series has fewer points. Every point: `batches.csv`."""
     assert experiment.id is not None
     found = metrics.bucketed_steps(
-        session,
-        experiment.id,
+        session=session,
+        experiment_id=experiment.id,
         names=names.split(",") if names else None,
         max_points=max_points,
     )
@@ -257,7 +187,7 @@ def read_batches_csv(experiment: ExperimentDep) -> StreamingResponse:
     def chunks() -> Iterator[str]:
         # Its own short session: the request's closes before the body is sent.
         with session_scope(read_only=True) as session:
-            yield from metrics.steps_csv(session, experiment_id)
+            yield from metrics.steps_csv(session=session, experiment_id=experiment_id)
 
     filename = f"reglab-{experiment_id}-batches.csv"
     return StreamingResponse(

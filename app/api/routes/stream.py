@@ -9,15 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi import APIRouter, Header, Response
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ExperimentId, SettingsDep
 from app.db import session_scope
 from app.events import OVERFLOW, StreamEvent, Subscription, broker
-from app.models import Experiment, Status
-from app.schemas import MAX_ID, ErrorOut
+from app.schemas import MAX_ID, not_found
 from app.services import metrics
 
 router = APIRouter(tags=["experiments"])
@@ -27,16 +26,11 @@ router = APIRouter(tags=["experiments"])
 _SHUTDOWN_GRACE_SECONDS = 1.0
 
 
-def _load_events(experiment_id: int, after_id: int) -> tuple[list[StreamEvent], bool] | None:
-    """The stored events after an id and whether the run has ended; None if no such run.
-
-    A short session of its own: a stream must not hold a database connection open.
-    """
+def _load_events(experiment_id: int, after_id: int) -> tuple[list[StreamEvent], bool]:
+    """The stored events after an id and whether the run has ended (NotFound if no such
+    run). A short session of its own: a stream must not hold a database connection open."""
     with session_scope(read_only=True) as session:
-        row = session.get(Experiment, experiment_id)
-        if row is None:
-            return None
-        return metrics.events_after(session, experiment_id, after_id), Status(row.status).is_final
+        return metrics.replay(session=session, experiment_id=experiment_id, after_id=after_id)
 
 
 def _parse_last_event_id(value: str | None) -> int:
@@ -102,7 +96,7 @@ async def _stream(
     responses={
         200: {"content": {"text/event-stream": {}}},
         204: {"description": "The run is over and nothing is left after Last-Event-ID"},
-        404: {"model": ErrorOut, "description": "No such experiment"},
+        **not_found("experiment"),
     },
 )
 async def stream_events(
@@ -114,11 +108,11 @@ async def stream_events(
     reconnect with Last-Event-ID to resume. The stream ends after the final status."""
     after_id = _parse_last_event_id(last_event_id)
     subscription = broker.subscribe(experiment_id)
-    loaded = await run_in_threadpool(_load_events, experiment_id, after_id)
-    if loaded is None:
+    try:
+        replay, ended = await run_in_threadpool(_load_events, experiment_id, after_id)
+    except BaseException:
         broker.unsubscribe(subscription)
-        raise HTTPException(404, detail=f"experiment {experiment_id} not found")
-    replay, ended = loaded
+        raise
     if ended and not replay and after_id > 0:
         # Everything was seen and the run is over: 204 tells EventSource not to reconnect.
         broker.unsubscribe(subscription)

@@ -1,4 +1,4 @@
-"""Diagnostics of regularization: a verdict from a run's curves, and weight histograms.
+"""The verdict on a run's curves: over-fitting (from which epoch), under-fitting or healthy.
 
 The verdict is a pure function of the per-epoch `data_loss` and `val_data_loss` (the
 losses without the penalty, so runs with different λ are judged alike):
@@ -15,9 +15,6 @@ losses without the penalty, so runs with different λ are judged alike):
   training loss) and flat: the last third of the run moved them by under 5%. Hint:
   lower λ (or less dropout, a bigger model).
 - otherwise **healthy**.
-
-The second half of this module stores and reads the per-layer kernel histograms that
-workers upload (one `Event` row of kind "histogram" per run and epoch).
 """
 
 from __future__ import annotations
@@ -27,11 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from sqlmodel import Session, col, select
-
-from app import events
-from app.db import dialect_insert
-from app.models import Event, Experiment, utcnow
 from app.spec import ExperimentSpec
 
 VerdictKind = Literal["overfitting", "underfitting", "healthy", "too_early"]
@@ -170,59 +162,3 @@ def trivial_loss(spec: Mapping[str, Any] | None) -> float | None:
     if info.task == "classification" and info.classes >= 2:
         return math.log(info.classes)
     return None
-
-
-def verdict_of_run(
-    row: Experiment, epochs: Sequence[int], columns: Mapping[str, Sequence[float | None]]
-) -> Verdict:
-    """The verdict of a stored run from its metric columns (as `metrics.series` reads them)."""
-    size = len(epochs)
-    return verdict(
-        epochs,
-        columns.get("data_loss", [None] * size),
-        columns.get("val_data_loss", [None] * size),
-        trivial_loss=trivial_loss(row.spec) if row.source == "queue" else None,
-    )
-
-
-# --- kernel histograms ------------------------------------------------------------------
-
-HISTOGRAM = "histogram"
-LayerHistograms = dict[str, dict[str, list[float]]]
-
-
-def store_histograms(
-    session: Session, row: Experiment, epoch: int, layers: LayerHistograms
-) -> bool:
-    """Store one epoch's histograms of a locked run, once: a resend changes nothing.
-    Returns whether they were new; the caller commits."""
-    assert row.id is not None
-    data = {"epoch": epoch, "layers": layers}
-    event_id = session.execute(
-        dialect_insert(session, Event)
-        .values(experiment_id=row.id, kind=HISTOGRAM, epoch=epoch, data=data, created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["experiment_id", "kind", "epoch"])
-        .returning(col(Event.id))
-    ).scalar()
-    if event_id is None:
-        return False
-    events.remember(session, events.StreamEvent(event_id, row.id, HISTOGRAM, data))
-    return True
-
-
-def histograms(
-    session: Session, experiment_id: int
-) -> tuple[list[int], dict[str, list[dict[str, list[float]] | None]]]:
-    """A run's histograms: the epochs that have them, and per layer one histogram per
-    epoch (None where that epoch lacks the layer)."""
-    rows = session.exec(
-        select(Event.epoch, Event.data)
-        .where(Event.experiment_id == experiment_id, Event.kind == HISTOGRAM)
-        .order_by(col(Event.epoch))
-    ).all()
-    epochs = [int(epoch) for epoch, _ in rows if epoch is not None]
-    layers: dict[str, list[dict[str, list[float]] | None]] = {}
-    for index, (_, data) in enumerate(rows):
-        for name, histogram in (data.get("layers") or {}).items():
-            layers.setdefault(name, [None] * len(rows))[index] = histogram
-    return epochs, layers

@@ -1,0 +1,60 @@
+"""Shapes of the diagnostics: verdicts from the curves, per-layer weight histograms."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.schemas.common import Epoch, Token
+from app.spec import Float, OnlyPatternKeys
+
+LayerName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/\-]+$")]
+Finite = Annotated[Float, Field(ge=-1e30, le=1e30, allow_inf_nan=False)]
+Count = Annotated[Float, Field(ge=0, le=1e15, allow_inf_nan=False)]
+
+
+class LayerHistogram(BaseModel):
+    """One layer's kernel histogram: `len(edges) == len(counts) + 1`, edges ascending."""
+
+    edges: list[Finite] = Field(min_length=2, max_length=201)
+    counts: list[Count] = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _shape(self) -> LayerHistogram:
+        if len(self.edges) != len(self.counts) + 1:
+            raise ValueError("edges needs one more value than counts")
+        if any(b < a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError("edges must not decrease")
+        return self
+
+
+class HistogramsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lease_token: Token
+    epoch: Epoch
+    layers: Annotated[dict[LayerName, LayerHistogram], OnlyPatternKeys()] = Field(max_length=100)
+
+
+class HistogramsAck(BaseModel):
+    stored: bool = Field(description="False when this epoch's histograms were stored before")
+
+
+class HistogramsOut(BaseModel):
+    epochs: list[int] = Field(description="The epochs with histograms, ascending")
+    layers: dict[str, list[LayerHistogram | None]] = Field(
+        description="Per layer, one histogram per epoch of `epochs` (null where missing)"
+    )
+
+
+class VerdictOut(BaseModel):
+    verdict: Literal["overfitting", "underfitting", "healthy", "too_early"]
+    from_epoch: int | None = Field(description="Where over-fitting starts (the validation minimum)")
+    hint: str
+    reason: str
+
+
+class VerdictsOut(BaseModel):
+    verdicts: dict[str, VerdictOut] = Field(description="By run id")
+    missing: list[int] = Field(description="Ids that name no run")

@@ -1,0 +1,102 @@
+"""Shapes of experiments as the API returns them (a queued run or a script's run)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from app.models import Experiment, Status
+from app.schemas.common import UtcDatetime
+from app.schemas.scripts import ScriptInfo
+from app.spec import ExperimentSpec, Task
+
+
+class ExperimentOut(BaseModel):
+    id: int
+    name: str
+    status: Status
+    spec: ExperimentSpec | None = Field(description="The spec of a queued run; null for a script")
+    script: ScriptInfo | None = Field(
+        default=None, description="What a script run told about itself; null for a queued run"
+    )
+    regularization: str = Field(description="The regularization in a few words")
+    task: Task = Field(description="classification or regression, from the dataset")
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    attempt: int
+    max_attempts: int
+    worker_id: str | None
+    device: str | None = Field(description="The device the run trained on, as Keras saw it")
+    error: str | None
+    error_epoch: int | None
+    epochs_done: int
+    epochs_total: int
+    last_metrics: dict[str, float]
+    best_epoch: int | None
+    best_val_data_loss: float | None
+    test_metrics: dict[str, float] | None
+    has_model: bool
+    source: Literal["queue", "script"] = Field(
+        description="queue: trained by a reglab worker; script: streamed by a ReglabCallback"
+    )
+    sweep_id: int | None = Field(description="The sweep this run belongs to")
+    point: dict[str, float] | None = Field(description="The swept settings' values, by path")
+    group_key: str | None = Field(
+        description="Equal for runs whose specs differ only in name, notes and seed"
+    )
+
+    @classmethod
+    def of(cls, row: Experiment) -> ExperimentOut:
+        assert row.id is not None
+        spec: ExperimentSpec | None = None
+        script: ScriptInfo | None = None
+        if row.source == "script":
+            script = ScriptInfo.model_validate(row.spec.get("script", {}))
+            regularization, task, epochs_total = (
+                script.regularization,
+                script.task,
+                script.epochs or row.epochs_done,
+            )
+        else:
+            spec = ExperimentSpec.model_validate(row.spec)
+            regularization, task, epochs_total = (
+                spec.describe_regularization(),
+                spec.dataset.info.task,
+                spec.training.epochs,
+            )
+        return cls(
+            id=row.id,
+            name=row.name,
+            status=Status(row.status),
+            spec=spec,
+            script=script,
+            regularization=regularization,
+            task=task,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            attempt=row.attempt,
+            max_attempts=row.max_attempts,
+            worker_id=row.worker_id,
+            device=row.device,
+            error=row.error,
+            error_epoch=row.error_epoch,
+            epochs_done=row.epochs_done,
+            epochs_total=epochs_total,
+            last_metrics=row.last_metrics or {},
+            best_epoch=row.best_epoch,
+            best_val_data_loss=row.best_val_data_loss,
+            test_metrics=row.test_metrics,
+            has_model=row.model_path is not None,
+            source="script" if row.source == "script" else "queue",
+            sweep_id=row.sweep_id,
+            point=row.point,
+            group_key=row.group_key,
+        )
+
+
+class ExperimentList(BaseModel):
+    items: list[ExperimentOut]
+    total: int

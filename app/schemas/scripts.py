@@ -1,0 +1,106 @@
+"""Shapes of runs streamed from users' own training scripts (ReglabCallback), and of
+per-batch series."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.schemas.common import Epoch, ErrorText, FiniteValues, ShortText
+from app.schemas.metrics import MetricPoint
+from app.spec import Float, Int, Status, Task
+
+MAX_STEP = 10**9
+
+
+class ScriptLayer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText
+    type: ShortText = Field(description="The Keras class, e.g. Dense")
+    units: Int | None = Field(default=None, ge=0, le=10**9)
+    regularizer: ShortText | None = Field(default=None, description="e.g. 'L2 0.01'")
+    dropout: Float | None = Field(default=None, ge=0, le=1)
+
+
+class ScriptInfo(BaseModel):
+    """What a user's own training script tells about itself (ReglabCallback fills it in
+    from the model and `fit`'s parameters); it stands in for the spec of a queued run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Task = "classification"
+    epochs: Int | None = Field(default=None, ge=1, le=10**6)
+    batch_size: Int | None = Field(default=None, ge=1, le=10**7)
+    optimizer: ShortText | None = None
+    learning_rate: Float | None = Field(default=None, ge=0, le=1e6, allow_inf_nan=False)
+    params: Int | None = Field(default=None, ge=0, le=10**13)
+    layers: list[ScriptLayer] = Field(default_factory=list, max_length=500)
+    regularization: ShortText = Field(default="none", description="e.g. 'L2 0.01 · dropout 0.5'")
+    dataset: ShortText | None = None
+    host: ShortText | None = None
+    command: ShortText | None = Field(default=None, description="The script's command line")
+    framework: ShortText | None = Field(default=None, description="e.g. 'keras 3.15 (jax)'")
+    log_every: Literal["epoch", "batch"] | Annotated[Int, Field(ge=1, le=10**9)] = Field(
+        default="epoch", description="epoch, batch, or every N batches"
+    )
+
+
+class ScriptRunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+    script: ScriptInfo = Field(default_factory=ScriptInfo)
+
+
+class ScriptMetricsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[MetricPoint] = Field(min_length=1, max_length=1000)
+
+
+class StepPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step: Int = Field(ge=0, le=MAX_STEP, description="Training step (batch) since the start")
+    values: FiniteValues = Field(min_length=1, max_length=100)
+
+
+class StepsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[StepPoint] = Field(min_length=1, max_length=5000)
+
+
+class StepsAck(BaseModel):
+    stored: int = Field(description="Values written (a resent step overwrites itself)")
+
+
+class ScriptHeartbeatOut(BaseModel):
+    status: Status
+    cancel: bool = Field(description="True when the run has ended: stop sending, stop training")
+    lease_seconds: float = Field(description="Silence longer than this fails the run")
+
+
+class ScriptFinishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["succeeded", "failed", "cancelled"]
+    error: ErrorText | None = None
+    error_epoch: Epoch | None = None
+
+
+class StepSeries(BaseModel):
+    points: int = Field(description="Points stored in this series")
+    step: list[int] = Field(description="Each bucket's first step")
+    last_step: list[int]
+    min: list[float]
+    max: list[float]
+    mean: list[float]
+    count: list[int] = Field(description="Points in each bucket (1 everywhere: exact data)")
+
+
+class StepSeriesSet(BaseModel):
+    max_points: int
+    series: dict[str, StepSeries]

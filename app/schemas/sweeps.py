@@ -1,0 +1,136 @@
+"""Shapes of sweeps: the request (a base spec, axes, seeds) and the sweep read back."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import Experiment, Sweep
+from app.schemas.common import UtcDatetime
+from app.spec import Bool, ExperimentSpec, Float, Int, Name, Status
+
+MAX_RUNS = 200  # runs one sweep may queue (points times seeds)
+
+FiniteFloat = Annotated[Float, Field(allow_inf_nan=False)]
+
+
+class AxisIn(BaseModel):
+    """One swept setting: a list of `values`, or a range `low`..`high` on a `scale`
+    (drawn at random in random mode, `count` evenly spaced points in grid mode)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(max_length=200, examples=["model.layers[*].regularizer.l2"])
+    values: list[FiniteFloat] | None = Field(default=None, min_length=1, max_length=100)
+    low: FiniteFloat | None = None
+    high: FiniteFloat | None = None
+    scale: Literal["log", "linear"] = "log"
+    count: Int | None = Field(
+        default=None, ge=2, le=100, description="Grid mode: points spaced evenly over a range"
+    )
+
+
+class SweepIn(BaseModel):
+    """A base spec, the axes to sweep, and how many seeds to run each point with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    base: ExperimentSpec
+    axes: list[AxisIn] = Field(default_factory=list, max_length=10)
+    mode: Literal["grid", "random"] = "grid"
+    draws: Int | None = Field(
+        default=None, ge=1, le=MAX_RUNS, description="Random mode: the number of points"
+    )
+    seeds: Int = Field(default=1, ge=1, le=10, description="Runs per point; seed = base + i")
+    prune: Bool = Field(default=False, description="Stop runs that lag the sweep's median")
+    prune_after: Int = Field(
+        default=3, ge=1, le=1000, description="The first epoch (from 0) at which pruning may act"
+    )
+
+
+class SweepOut(BaseModel):
+    id: int
+    name: str
+    base: ExperimentSpec
+    axes: list[AxisIn]
+    labels: list[str] = Field(description="Each axis's short name, as run names show it")
+    mode: Literal["grid", "random"]
+    draws: int | None
+    seeds: int
+    prune: bool
+    prune_after: int
+    created_at: UtcDatetime
+    experiment_ids: list[int]
+    counts: dict[str, int] = Field(description="The sweep's runs by status")
+    best_val_data_loss: float | None = Field(description="The lowest over the sweep's runs")
+
+    @classmethod
+    def of(
+        cls, row: Sweep, experiment_ids: list[int], summary: dict[str, Any], labels: list[str]
+    ) -> SweepOut:
+        assert row.id is not None
+        request = SweepIn.model_validate(row.spec)
+        return cls(
+            id=row.id,
+            name=row.name,
+            base=request.base,
+            axes=request.axes,
+            labels=labels,
+            mode=request.mode,
+            draws=request.draws,
+            seeds=request.seeds,
+            prune=request.prune,
+            prune_after=request.prune_after,
+            created_at=row.created_at,
+            experiment_ids=experiment_ids,
+            counts=summary["counts"],
+            best_val_data_loss=summary["best"],
+        )
+
+
+class SweepRunOut(BaseModel):
+    id: int
+    name: str
+    status: Status
+    point: dict[str, float]
+    seed: int
+    best_val_data_loss: float | None
+    best_epoch: int | None
+    data_loss: float | None = Field(description="At the last epoch")
+    val_data_loss: float | None = Field(description="At the last epoch")
+    epochs_done: int
+    epochs_total: int
+    group_key: str | None
+    error: str | None
+
+    @classmethod
+    def of(cls, row: Experiment) -> SweepRunOut:
+        assert row.id is not None
+        training = row.spec.get("training", {})
+        last = row.last_metrics or {}
+        return cls(
+            id=row.id,
+            name=row.name,
+            status=Status(row.status),
+            point=row.point or {},
+            seed=int(training.get("seed", 0)),
+            best_val_data_loss=row.best_val_data_loss,
+            best_epoch=row.best_epoch,
+            data_loss=last.get("data_loss"),
+            val_data_loss=last.get("val_data_loss"),
+            epochs_done=row.epochs_done,
+            epochs_total=int(training.get("epochs", row.epochs_done)),
+            group_key=row.group_key,
+            error=row.error,
+        )
+
+
+class SweepDetail(SweepOut):
+    runs: list[SweepRunOut]
+
+
+class SweepList(BaseModel):
+    items: list[SweepOut]
+    total: int
