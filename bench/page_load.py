@@ -351,7 +351,7 @@ def fill_experiments(db_path: Path, count: int) -> tuple[Counter[str], float]:
         for index in range(count):
             spec = ExperimentSpec.model_validate(sweep_spec(index))
             with Session(engine, expire_on_commit=False) as session:
-                row = experiments.create(session, spec, max_attempts=1)
+                row = experiments.create(session=session, spec=spec, max_attempts=1)
                 assert row.id is not None
                 fate = "queued"
                 if index < finished:
@@ -361,10 +361,10 @@ def fill_experiments(db_path: Path, count: int) -> tuple[Counter[str], float]:
                 elif index < finished + RUNNING:
                     fate = "running"
                 if fate == "cancelled":
-                    experiments.cancel(session, row)
+                    experiments.cancel(session=session, experiment_id=row.id)
                 elif fate != "queued":
                     claimed = queue.claim(
-                        session,
+                        session=session,
                         worker_id="bench-fill",
                         host="bench",
                         devices=["CPU"],
@@ -375,21 +375,26 @@ def fill_experiments(db_path: Path, count: int) -> tuple[Counter[str], float]:
                     assert claimed.lease_token is not None
                     epoch = {"succeeded": EPOCHS - 1, "failed": 17, "running": 42}[fate]
                     values = epoch_values(epoch, index % 20, rng)
-                    metrics.ingest(session, row.id, claimed.lease_token, [(epoch, values, None)])
+                    metrics.ingest(
+                        session=session,
+                        experiment_id=row.id,
+                        lease_token=claimed.lease_token,
+                        points=[(epoch, values, None)],
+                    )
                     if fate == "succeeded":
                         queue.finish(
-                            session,
-                            row.id,
-                            claimed.lease_token,
+                            session=session,
+                            experiment_id=row.id,
+                            lease_token=claimed.lease_token,
                             status=Status.succeeded,
                             test_metrics={"test_loss": values["val_loss"]},
                             best_epoch=60,
                         )
                     elif fate == "failed":
                         queue.finish(
-                            session,
-                            row.id,
-                            claimed.lease_token,
+                            session=session,
+                            experiment_id=row.id,
+                            lease_token=claimed.lease_token,
                             status=Status.failed,
                             error=f"diverged at epoch {epoch + 1}",
                             error_epoch=epoch + 1,
@@ -512,7 +517,7 @@ def metrics_breakdown(db_path: Path, ids: list[int], repeats: int) -> list[list[
                 t2 = time.perf_counter()
                 session.exec(query).all()
                 t3 = time.perf_counter()
-                data = metrics.series_of_runs(session, ids)
+                data = metrics.series_of_runs(session=session, experiment_ids=ids)
                 t4 = time.perf_counter()
                 model = RunsMetrics(
                     runs={
@@ -561,7 +566,7 @@ def list_breakdown(db_path: Path, queries: dict[str, dict[str, Any]], repeats: i
                 with Session(engine) as session:
                     t0 = time.perf_counter()
                     rows, total = experiments.list_experiments(
-                        session,
+                        session=session,
                         status=Status(params["status"]) if "status" in params else None,
                         name=params.get("name"),
                         limit=50,

@@ -14,7 +14,9 @@ from tests.factories import make_spec
 
 def claim() -> Experiment:
     with Session(get_engine(), expire_on_commit=False) as session:
-        row = queue.claim(session, worker_id="w", host="h", devices=["CPU"], lease_seconds=30)
+        row = queue.claim(
+            session=session, worker_id="w", host="h", devices=["CPU"], lease_seconds=30
+        )
     assert row is not None
     return row
 
@@ -22,13 +24,18 @@ def claim() -> Experiment:
 def test_a_child_that_dies_every_attempt_is_requeued_then_failed(any_db: str) -> None:
     spec = ExperimentSpec.model_validate(make_spec())
     with Session(get_engine()) as session:
-        run_id = experiments.create(session, spec, max_attempts=2).id
+        run_id = experiments.create(session=session, spec=spec, max_attempts=2).id
     died = "training process died (killed by SIGKILL)"
 
     first = claim()
     with Session(get_engine()) as session:
         queue.finish(
-            session, run_id, first.lease_token, status=Status.failed, error=died, retryable=True
+            session=session,
+            experiment_id=run_id,
+            lease_token=first.lease_token,
+            status=Status.failed,
+            error=died,
+            retryable=True,
         )
         row = session.get(Experiment, run_id)
         assert (row.status, row.attempt, row.error) == (Status.queued, 1, died)
@@ -38,27 +45,33 @@ def test_a_child_that_dies_every_attempt_is_requeued_then_failed(any_db: str) ->
     assert (second.id, second.attempt, second.error) == (run_id, 2, None)
     with Session(get_engine()) as session:
         queue.finish(
-            session, run_id, second.lease_token, status=Status.failed, error=died, retryable=True
+            session=session,
+            experiment_id=run_id,
+            lease_token=second.lease_token,
+            status=Status.failed,
+            error=died,
+            retryable=True,
         )
         row = session.get(Experiment, run_id)
         assert (row.status, row.attempt, row.error) == (Status.failed, 2, died)
         assert row.finished_at is not None
     with Session(get_engine(), expire_on_commit=False) as session:
         assert (
-            queue.claim(session, worker_id="w", host="h", devices=["CPU"], lease_seconds=30) is None
+            queue.claim(session=session, worker_id="w", host="h", devices=["CPU"], lease_seconds=30)
+            is None
         )
 
 
 def test_a_run_s_own_failure_is_not_retried(any_db: str) -> None:
     spec = ExperimentSpec.model_validate(make_spec())
     with Session(get_engine()) as session:
-        run_id = experiments.create(session, spec, max_attempts=3).id
+        run_id = experiments.create(session=session, spec=spec, max_attempts=3).id
     row = claim()
     with Session(get_engine()) as session:
         queue.finish(
-            session,
-            run_id,
-            row.lease_token,
+            session=session,
+            experiment_id=run_id,
+            lease_token=row.lease_token,
             status=Status.failed,
             error="diverged at epoch 2",
             error_epoch=2,
