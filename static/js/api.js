@@ -1,4 +1,5 @@
 // REST calls and live event streams, shared by every page.
+import { isFinal } from "./status.js";
 
 export class ApiError extends Error {
   constructor(status, detail) {
@@ -42,8 +43,6 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   return payload;
 }
 
-export const FINAL = new Set(["succeeded", "failed", "cancelled", "pruned"]);
-
 // Follow a run's events. EventSource reconnects by itself and sends Last-Event-ID, so a
 // dropped connection resumes without gaps; we close it after the final status.
 export function followRun(runId, { onMetrics, onStatus, onConnection } = {}) {
@@ -57,7 +56,7 @@ export function followRun(runId, { onMetrics, onStatus, onConnection } = {}) {
   source.addEventListener("status", (event) => {
     const data = JSON.parse(event.data);
     onStatus?.(data);
-    if (FINAL.has(data.status)) {
+    if (isFinal(data.status)) {
       closed = true;
       source.close();
     }
@@ -106,10 +105,6 @@ export function formatTime(iso) {
   if (!iso) return "–";
   const date = new Date(iso);
   return date.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
-}
-
-export function statusBadge(status) {
-  return el("span", { class: `badge status-${status}` }, status);
 }
 
 // A banner at the top of the page while the server is unreachable.

@@ -7,7 +7,8 @@
 // fixed uirevision: zoom and hidden traces stay as they were).
 
 /* global Plotly */
-import { api, el, FINAL } from "./api.js";
+import { api, el } from "./api.js";
+import { isFinal } from "./status.js";
 import { colorOf } from "./charts.js";
 
 const REFRESH_MS = 5000;
@@ -99,13 +100,13 @@ export async function mountBatchChart(section, experimentId, { maxPoints = 1000 
   async function refresh() {
     const [data, latest] = await Promise.all([api(path), api(`/api/experiments/${experimentId}`)]);
     draw(data);
-    if (FINAL.has(latest.status)) stop();
+    if (isFinal(latest.status)) stop();
   }
   function stop() {
     if (timer !== null) clearInterval(timer);
     timer = null;
   }
-  if (!FINAL.has(run.status)) {
+  if (!isFinal(run.status)) {
     timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
   }
   return { names: [...plots.keys()], refresh, stop };

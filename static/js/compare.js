@@ -1,7 +1,8 @@
 // Several runs overlaid (or side by side), their differing settings and final metrics.
 // Runs that share a group_key (seed repeats of one spec) are drawn as their mean with a
 // band of ± one standard deviation, so a difference is judged against the seed noise.
-import { api, connectionBanner, el, followRun, formatNumber, statusBadge, FINAL as STREAM_FINAL } from "./api.js";
+import { api, connectionBanner, el, followRun, formatNumber } from "./api.js";
+import { isFinal, statusBadge } from "./status.js";
 import { Chart, ChartGroup, chartCard, colorOf } from "./charts.js";
 
 const ids = (new URLSearchParams(location.search).get("ids") ?? "")
@@ -12,8 +13,6 @@ let runs = [];
 let history = {};
 const lastEpoch = new Map();
 let charts = [];
-// Pruned (stopped by its sweep) is final too.
-const FINAL = new Set([...STREAM_FINAL, "pruned"]);
 // Seed groups with two runs or more: [{ id: "g0", key, runs }].
 let groups = [];
 const groupOf = new Map();
@@ -352,12 +351,12 @@ async function start() {
   document.querySelector("#multiples").addEventListener("change", buildCharts);
   document.querySelector("#bands").addEventListener("change", buildCharts);
   for (const run of runs) {
-    if (FINAL.has(run.status)) continue;
+    if (isFinal(run.status)) continue;
     followRun(run.id, {
       onMetrics: (data) => onMetrics(run, data),
       onStatus: async (data) => {
         run.status = data.status;
-        if (FINAL.has(data.status)) Object.assign(run, await api(`/api/experiments/${run.id}`));
+        if (isFinal(data.status)) Object.assign(run, await api(`/api/experiments/${run.id}`));
         renderTable();
       },
       onConnection: (connected) => banner.set(connected),

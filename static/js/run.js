@@ -1,8 +1,7 @@
 // One run: live curves over SSE, its facts, test metrics, spec and downloads; the
 // regularization verdict, weight histograms by epoch and the λ schedule's scale.
-import {
-  api, connectionBanner, el, followRun, formatDuration, formatNumber, formatTime, statusBadge, FINAL,
-} from "./api.js";
+import { api, connectionBanner, el, followRun, formatDuration, formatNumber, formatTime } from "./api.js";
+import { isFinal, statusBadge } from "./status.js";
 import { Chart, ChartGroup, chartCard, colorOf } from "./charts.js";
 
 const runId = Number(location.pathname.split("/").pop());
@@ -13,8 +12,6 @@ const VALIDATION = { dash: "dash" };
 let run = null;
 let charts = null;
 let lastEpoch = -1;
-// api.js's FINAL predates the "pruned" status (a sweep stopped the run early).
-const isFinal = (status) => FINAL.has(status) || status === "pruned";
 const VERDICT_TEXT = {
   overfitting: "over-fitting", underfitting: "under-fitting", healthy: "healthy", too_early: "too early to tell",
 };

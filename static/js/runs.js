@@ -1,6 +1,7 @@
 // The runs table: server-side paging and filters, refreshed every two seconds; each
 // page's verdicts come in one /api/verdicts request (a finished run's is kept).
-import { api, connectionBanner, el, formatNumber, formatTime, statusBadge } from "./api.js";
+import { api, connectionBanner, el, formatNumber, formatTime } from "./api.js";
+import { isFinal, statusBadge, statusOptions } from "./status.js";
 
 const PAGE_SIZE = 50;
 const REFRESH_MS = 2000;
@@ -14,7 +15,6 @@ const pageInfo = document.querySelector("#page-info");
 const banner = connectionBanner();
 let timer = null;
 let generation = 0;
-const FINAL_STATUSES = new Set(["succeeded", "failed", "cancelled", "pruned"]);
 const VERDICT_TEXT = {
   overfitting: "over-fitting", underfitting: "under-fitting", healthy: "healthy", too_early: "too early",
 };
@@ -40,7 +40,7 @@ async function loadVerdicts(runs, mine) {
   if (mine !== generation) return;
   for (const run of runs) {
     const verdict = finalVerdicts.get(run.id) ?? fetched[String(run.id)];
-    if (verdict && FINAL_STATUSES.has(run.status)) finalVerdicts.set(run.id, verdict);
+    if (verdict && isFinal(run.status)) finalVerdicts.set(run.id, verdict);
     const cell = body.querySelector(`tr[data-id="${run.id}"] td.verdict`);
     if (cell) cell.replaceChildren(verdictBadge(verdict));
   }
@@ -104,7 +104,7 @@ function row(run) {
     el("td", { class: "verdict" }, verdictBadge(finalVerdicts.get(run.id))),
     el("td", {}, run.regularization),
     el("td", {}, run.device ?? ""),
-    el("td", {}, formatTime(run.created_at)),
+    el("td", { class: "time" }, formatTime(run.created_at)),
     el("td", {}, actions(run)));
 }
 
@@ -139,7 +139,9 @@ async function refresh() {
   timer = setTimeout(refresh, REFRESH_MS);
 }
 
-document.querySelector("#status-filter").addEventListener("change", (event) => {
+const statusFilter = document.querySelector("#status-filter");
+statusOptions(statusFilter);
+statusFilter.addEventListener("change", (event) => {
   state.status = event.target.value;
   state.offset = 0;
   refresh();

@@ -2,10 +2,10 @@
 // coordinates for more, mean ± std bands over seeds, and its runs. Polls the sweep every two
 // seconds while any run is unfinished; Plotly.react with a fixed uirevision keeps the zoom.
 /* global Plotly */
-import { api, connectionBanner, el, formatNumber, statusBadge } from "./api.js";
+import { api, connectionBanner, el, formatNumber } from "./api.js";
+import { isFinal, statusBadge } from "./status.js";
 import { PALETTE } from "./charts.js";
 
-const FINAL = new Set(["succeeded", "failed", "cancelled", "pruned"]);
 const POLL_MS = 2000;
 const TOP = 5;
 const VAL = { key: "best_val_data_loss", name: "best val_data_loss", color: PALETTE[0], symbol: "circle" };
@@ -99,7 +99,7 @@ function metricTraces(sweep, runs, scale, index, metric) {
     marker: {
       color: metric.color, size: 9,
       symbol: shown.map((run) => (run.status === "pruned" ? `${metric.symbol}-open` : metric.symbol)),
-      opacity: shown.map((run) => (FINAL.has(run.status) ? 0.95 : 0.45)),
+      opacity: shown.map((run) => (isFinal(run.status) ? 0.95 : 0.45)),
     },
     hovertemplate: "%{text}<br>%{y:.4g}<extra></extra>",
   });
@@ -286,7 +286,7 @@ function react(div, data, layout) {
 function renderHeader(sweep, runs) {
   document.title = `${sweep.name} · sweep · reglab`;
   document.querySelector("#sweep-name").textContent = `Sweep #${sweep.id} ${sweep.name}`;
-  const done = runs.filter((run) => FINAL.has(run.status)).length;
+  const done = runs.filter((run) => isFinal(run.status)).length;
   const summary = document.querySelector("#sweep-summary");
   summary.replaceChildren(
     ...(sweep.axes.length
@@ -372,7 +372,7 @@ async function poll() {
     return;
   }
   await render(sweep);
-  if (sweep.runs.some((run) => !FINAL.has(run.status))) timer = setTimeout(poll, POLL_MS);
+  if (sweep.runs.some((run) => !isFinal(run.status))) timer = setTimeout(poll, POLL_MS);
 }
 
 document.querySelector("#cancel-sweep").addEventListener("click", async (event) => {

@@ -1,9 +1,9 @@
 // The sweeps list: newest first, each with its runs' progress; refreshed while any is live.
-import { api, connectionBanner, el, formatNumber, formatTime, statusBadge } from "./api.js";
+import { api, connectionBanner, el, formatNumber, formatTime } from "./api.js";
+import { isFinal, statusBadge } from "./status.js";
 
 const PAGE_SIZE = 50;
 const REFRESH_MS = 2000;
-const UNFINISHED = ["queued", "running"];
 const state = { offset: 0, total: 0 };
 const banner = connectionBanner();
 let timer = null;
@@ -21,7 +21,7 @@ function counts(sweep) {
 
 function row(sweep) {
   const done = Object.entries(sweep.counts)
-    .filter(([status]) => !UNFINISHED.includes(status)).reduce((sum, [, count]) => sum + count, 0);
+    .filter(([status]) => isFinal(status)).reduce((sum, [, count]) => sum + count, 0);
   return el("tr", { dataset: { id: sweep.id } },
     el("td", { class: "num" }, sweep.id),
     el("td", { class: "name" }, el("a", { href: `/sweeps/${sweep.id}` }, sweep.name)),
@@ -29,7 +29,7 @@ function row(sweep) {
     el("td", {}, `${done} / ${sweep.experiment_ids.length} done`),
     el("td", {}, counts(sweep)),
     el("td", { class: "num" }, formatNumber(sweep.best_val_data_loss)),
-    el("td", {}, formatTime(sweep.created_at)));
+    el("td", { class: "time" }, formatTime(sweep.created_at)));
 }
 
 async function refresh() {
@@ -45,7 +45,7 @@ async function refresh() {
       page.total ? `${state.offset + 1}–${last} of ${page.total}` : "";
     document.querySelector("#previous").disabled = state.offset === 0;
     document.querySelector("#next").disabled = last >= page.total;
-    const live = page.items.some((sweep) => UNFINISHED.some((status) => sweep.counts[status]));
+    const live = page.items.some((sweep) => Object.entries(sweep.counts).some(([status, count]) => count && !isFinal(status)));
     if (live) timer = setTimeout(refresh, REFRESH_MS);
   } catch (error) {
     if (error.status === undefined) banner.set(false);
