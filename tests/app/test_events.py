@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -9,6 +10,9 @@ import httpx
 import pytest
 
 from app.client import ReglabClient, ServerEvent, WorkerClient
+from app.db import session_scope
+from app.models import FINAL_STATUSES, Status
+from app.services import experiments
 from tests.conftest import wait_for
 from tests.factories import make_spec
 
@@ -176,3 +180,81 @@ def test_many_open_streams_hold_no_database_connections(live_server: str) -> Non
             return await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
     assert asyncio.run(main()) == [[0, 1, 2, 3, 4]] * viewers
+
+
+def raw_stream(url: str, run_id: int, received: list[tuple[str, str]]) -> None:
+    """Read a run's event stream as the server sends it, until the server ends it (a
+    client's own idea of the final statuses plays no part): (kind, data) pairs."""
+    kind = ""
+    with httpx.stream("GET", f"{url}/api/experiments/{run_id}/events", timeout=10) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                received.append((kind, line[6:]))
+
+
+@pytest.mark.parametrize("final", sorted(FINAL_STATUSES))
+def test_the_server_ends_the_stream_after_every_final_status(
+    live_server: str, final: Status
+) -> None:
+    """Live and replayed: whichever final status a run gets (pruned by its sweep too), its
+    stream sends it last and the server closes it."""
+    run_id, _ = start_run(live_server)
+    live: list[tuple[str, str]] = []
+    reader = threading.Thread(target=raw_stream, args=(live_server, run_id, live))
+    reader.start()
+    wait_for(lambda: len(live) >= 2)  # queued, running: the stream is live
+    with session_scope() as session:
+        row = experiments.require(session=session, experiment_id=run_id, lock=True)
+        experiments.change_status(row, final, session=session, lease_expires_at=None)
+        session.commit()
+    reader.join(10)
+    assert not reader.is_alive(), f"the stream of a {final} run did not end"
+    assert live[-1][0] == "status" and json.loads(live[-1][1])["status"] == final
+    replayed: list[tuple[str, str]] = []
+    raw_stream(live_server, run_id, replayed)  # returns: the server ended it
+    assert replayed == live
+
+
+def test_a_retried_run_replays_its_last_attempt_as_its_metrics_read(live_server: str) -> None:
+    """The first attempt's epochs are replaced by the retry's in the replay, as its metric
+    rows are: the replay and /metrics agree point for point."""
+    worker = WorkerClient(live_server)
+    with ReglabClient(live_server) as client:
+        run_id = client.submit(make_spec())["id"]
+    with session_scope() as session:
+        experiments.require(session=session, experiment_id=run_id).max_attempts = 2
+        session.commit()
+    first = worker.claim(worker_id="w", host="h", devices=["CPU"], slot="CPU", wait=0)
+    assert first is not None and first["attempt"] == 1
+    for epoch in range(4):
+        worker.upload_metrics(
+            run_id, first["lease_token"], [{"epoch": epoch, "values": {"loss": 10.0 + epoch}}]
+        )
+    worker.finish(run_id, first["lease_token"], status="failed", error="died", retryable=True)
+    second = worker.claim(worker_id="w", host="h", devices=["CPU"], slot="CPU", wait=0)
+    assert second is not None and (second["experiment_id"], second["attempt"]) == (run_id, 2)
+    for epoch in range(3):
+        worker.upload_metrics(
+            run_id, second["lease_token"], [{"epoch": epoch, "values": {"loss": 20.0 + epoch}}]
+        )
+    worker.finish(run_id, second["lease_token"], status="succeeded")
+
+    with ReglabClient(live_server) as client:
+        events = list(client.events(run_id, reconnect=False))
+        stored = client.metrics(run_id)
+        run = client.get(run_id)
+    replayed = {e.data["epoch"]: e.data["values"]["loss"] for e in events if e.kind == "metrics"}
+    assert replayed == {0: 20.0, 1: 21.0, 2: 22.0}
+    assert stored["epochs"] == sorted(replayed)
+    assert stored["series"]["loss"] == [replayed[epoch] for epoch in stored["epochs"]]
+    assert (run["epochs_done"], run["last_metrics"]["loss"]) == (3, 22.0)
+    statuses = [(e.data["status"], e.data["attempt"]) for e in events if e.kind == "status"]
+    assert statuses == [
+        ("queued", 0),
+        ("running", 1),
+        ("queued", 1),
+        ("running", 2),
+        ("succeeded", 2),
+    ]
