@@ -116,6 +116,7 @@ class Sender:
         self.retry_max = retry_max
         self.takes_steps = isinstance(channel, StepChannel)
         self.takes_histograms = isinstance(channel, HistogramChannel)
+        self._heartbeats = channel if isinstance(channel, HeartbeatChannel) else None
         self.ended = threading.Event()  # the run ended on the server or the lease is lost
         self.error: str | None = None  # why the sender gave up, if it did
         self.dropped = 0  # points lost from a full buffer
@@ -265,10 +266,10 @@ class Sender:
                 self._wake.clear()
 
     def _idle_wait(self) -> float:
-        if not isinstance(self.channel, HeartbeatChannel):
+        if self._heartbeats is None:
             return self.POLL_SECONDS
         since = time.monotonic() - self._last_contact
-        return max(min(self.channel.heartbeat_seconds - since, self.POLL_SECONDS), 0.0)
+        return max(min(self._heartbeats.heartbeat_seconds - since, self.POLL_SECONDS), 0.0)
 
     def _step(self) -> bool:
         """One unit of work; False when there was nothing to do."""
@@ -289,11 +290,11 @@ class Sender:
                 self._send_finish(self._outcome)
             self._stopped = True
             return True
-        if isinstance(self.channel, HeartbeatChannel) and (
-            time.monotonic() - self._last_contact >= self.channel.heartbeat_seconds
+        if self._heartbeats is not None and (
+            time.monotonic() - self._last_contact >= self._heartbeats.heartbeat_seconds
         ):
             try:
-                status = self._call(self.channel.heartbeat)
+                status = self._call(self._heartbeats.heartbeat)
             except _Refused as refused:  # the uploads will tell more; not a reason to stop
                 log.warning("reglab: the server refused a heartbeat: %s", refused)
                 return True

@@ -130,7 +130,7 @@ def test_tiny_generated_set_still_splits() -> None:
 
 
 def _uploaded(tmp_path: Any, x: np.ndarray, y: np.ndarray, **upload: Any) -> DatasetSpec:
-    from app import uploads
+    from app.domain import uploads
     from worker.datasets import use_upload_file
 
     source = tmp_path / "upload.npz"
