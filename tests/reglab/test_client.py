@@ -43,9 +43,9 @@ def test_tokens_and_url_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("status", sorted(FINAL_STATUSES))
 def test_the_event_stream_ends_at_every_final_status(status: str) -> None:
     stream = (
-        "id: 1\nevent: status\ndata: {\"status\": \"running\"}\n\n"
-        f"id: 2\nevent: status\ndata: {{\"status\": \"{status}\"}}\n\n"
-        "id: 3\nevent: metrics\ndata: {\"epoch\": 9}\n\n"
+        'id: 1\nevent: status\ndata: {"status": "running"}\n\n'
+        f'id: 2\nevent: status\ndata: {{"status": "{status}"}}\n\n'
+        'id: 3\nevent: metrics\ndata: {"epoch": 9}\n\n'
     )
     calls = []
 
