@@ -16,11 +16,14 @@ ones for tests.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from reglab.client import ReglabClient, WorkerClient
+
+log = logging.getLogger("reglab.channels")
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class ScriptRunChannel:
     def open(self) -> None:
         if self.run_id is None:
             self.run_id = int(self.client.create_run(self.name, self.script)["id"])
+            log.info("reglab: streaming to %s/runs/%d", self.url, self.run_id)
             self.heartbeat()  # learns the lease, so that heartbeats come often enough
 
     def upload_epochs(self, points: Sequence[EpochPoint]) -> None:

@@ -343,8 +343,6 @@ class Sender:
         except _Refused as refused:
             raise _GiveUp(f"the server refused the run: {refused}") from None
         self._opened = True
-        if self.run_id is not None:
-            log.info("reglab: streaming to %s/runs/%d", self.channel.url, self.run_id)
 
     def _send_epochs(self) -> None:
         if not self._epoch_batches:
