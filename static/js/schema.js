@@ -18,16 +18,18 @@ export class Property {
   }
 
   // {min, max, minExclusive, maxExclusive, integer}: JSON Schema 2020 writes an exclusive
-  // bound as its own number, draft 4 as a flag beside `minimum`/`maximum`.
+  // bound as its own number, draft 4 as a flag beside `minimum`/`maximum`. Pydantic writes
+  // its own `ge`/`gt`/`le`/`lt` where it cannot rewrite a constraint (a strict `int | None`
+  // with a validator): those are the same bounds under other names.
   bounds() {
     const node = this.node;
-    const low = typeof node.exclusiveMinimum === "number" ? node.exclusiveMinimum : node.minimum;
-    const high = typeof node.exclusiveMaximum === "number" ? node.exclusiveMaximum : node.maximum;
+    const exclusiveLow = typeof node.exclusiveMinimum === "number" ? node.exclusiveMinimum : node.gt;
+    const exclusiveHigh = typeof node.exclusiveMaximum === "number" ? node.exclusiveMaximum : node.lt;
     return {
-      min: low,
-      max: high,
-      minExclusive: node.exclusiveMinimum !== undefined && node.exclusiveMinimum !== false,
-      maxExclusive: node.exclusiveMaximum !== undefined && node.exclusiveMaximum !== false,
+      min: exclusiveLow ?? node.minimum ?? node.ge,
+      max: exclusiveHigh ?? node.maximum ?? node.le,
+      minExclusive: exclusiveLow !== undefined || node.exclusiveMinimum === true,
+      maxExclusive: exclusiveHigh !== undefined || node.exclusiveMaximum === true,
       integer: node.type === "integer",
     };
   }

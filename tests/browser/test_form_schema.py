@@ -25,13 +25,15 @@ from app.spec import (
     DenseLayer,
     EarlyStoppingSpec,
     ExperimentSpec,
+    GRULayer,
+    LSTMLayer,
     Optimizer,
     RegularizerKind,
     RegularizerSpec,
     ScheduleSpec,
     TrainingSpec,
 )
-from tests.browser.test_new_form import field, open_form
+from tests.browser.test_new_form import field, open_form, stored_spec, submit_and_land
 
 # Each number input of the form and the spec field whose bounds it must carry.
 NUMBER_INPUTS: list[tuple[str, type[BaseModel], str]] = [
@@ -128,6 +130,55 @@ def test_the_forms_bounds_are_the_specs(page: Page) -> None:
         c for c in constraints(ExperimentSpec, "name") if isinstance(c, StringConstraints)
     ]
     assert page.locator('[name="name"]').get_attribute("maxlength") == str(name_rule.max_length)
+
+
+def test_each_layer_type_shows_its_own_inputs_and_bounds(page: Page) -> None:
+    """A recurrent layer has units of its own bound, a recurrent dropout and
+    return_sequences; a dense one only its units."""
+    open_form(page)
+    units = page.locator('[name="model.layers.0.units"]')
+    page.select_option('[name="model.layers.0.type"]', "lstm")
+    expect(units).to_have_attribute("max", f"{bounds(LSTMLayer, 'units')[1]:g}")
+    recurrent_dropout = page.locator('[name="model.layers.0.recurrent_dropout"]')
+    expect(recurrent_dropout).to_be_visible()
+    expect(recurrent_dropout).to_have_attribute(
+        "max", f"{bounds(LSTMLayer, 'recurrent_dropout')[1]:g}"
+    )
+    expect(page.locator('[name="model.layers.0.return_sequences"]')).to_be_visible()
+    expect(page.locator('[name="model.layers.0.filters"]')).to_be_hidden()
+    units.fill(str(int(bounds(LSTMLayer, "units")[1]) + 1))
+    page.get_by_role("button", name="Queue experiment").click()
+    expect(field(page, "model.layers.0.units").locator(".field-error")).to_have_text(
+        f"Must be at least 1 and at most {bounds(LSTMLayer, 'units')[1]:g}."
+    )
+    # Back to dense: its own bound, and no recurrent inputs.
+    page.select_option('[name="model.layers.0.type"]', "dense")
+    expect(units).to_have_attribute("max", f"{bounds(DenseLayer, 'units')[1]:g}")
+    expect(recurrent_dropout).to_be_hidden()
+    expect(page.locator('[name="model.layers.0.return_sequences"]')).to_be_hidden()
+
+
+def test_a_stack_of_recurrent_layers_queues_from_the_form(page: Page, stack: str) -> None:
+    open_form(page)
+    page.fill('[name="name"]', "lstm then gru")
+    page.select_option('[name="dataset.name"]', "periodic_series")
+    page.fill('[name="dataset.n_samples"]', "60")
+    page.fill('[name="training.epochs"]', "1")
+    page.select_option('[name="model.layers.0.type"]', "lstm")
+    page.fill('[name="model.layers.0.units"]', "4")
+    page.fill('[name="model.layers.0.recurrent_dropout"]', "0.1")
+    page.locator('[name="model.layers.0.return_sequences"]').check()
+    page.select_option('[name="model.layers.1.type"]', "gru")
+    page.fill('[name="model.layers.1.units"]', "3")
+    run_id = submit_and_land(page)
+    try:
+        first, second = stored_spec(stack, run_id)["model"]["layers"]
+        assert (first["type"], first["units"], first["return_sequences"]) == ("lstm", 4, True)
+        assert first["recurrent_dropout"] == 0.1
+        assert (second["type"], second["units"], second["return_sequences"]) == ("gru", 3, False)
+        assert GRULayer.model_validate(second).units == 3
+    finally:
+        httpx.post(f"{stack}/api/experiments/{run_id}/cancel")
 
 
 def test_the_forms_choices_are_the_specs(page: Page) -> None:

@@ -6,14 +6,15 @@ import { el } from "../api.js";
 export const ruleOf = new WeakMap(); // input → its rule
 
 export function numberInput(name, rule) {
-  const input = el("input", {
-    type: "number",
-    name,
-    min: String(rule.min),
-    max: String(rule.max),
-    step: String(rule.step ?? (rule.integer ? 1 : "any")),
-    inputmode: rule.integer ? "numeric" : "decimal",
-  });
+  return setRule(el("input", { type: "number", name }), rule);
+}
+
+// A number input checked by `rule` from now on, its attributes saying the same bounds.
+export function setRule(input, rule) {
+  input.min = String(rule.min);
+  input.max = String(rule.max);
+  input.step = String(rule.step ?? (rule.integer ? 1 : "any"));
+  input.inputMode = rule.integer ? "numeric" : "decimal";
   ruleOf.set(input, rule);
   return input;
 }
@@ -49,6 +50,11 @@ export function checkField(control, label) {
   const wrapper = field(null, control, { className: "check" });
   wrapper.append(el("span", { class: "label" }, label));
   return wrapper;
+}
+
+// A control's value as setValue() takes it back (a checkbox: whether it is checked).
+export function valueOf(control) {
+  return control.type === "checkbox" ? control.checked : control.value;
 }
 
 export function setValue(control, value) {

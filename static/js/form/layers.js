@@ -1,57 +1,67 @@
 // The layer rows: one `tbody.layer-group` per hidden layer (its inputs, a note for settings
 // the table has no column for, and an error row), named by position (`model.layers.1.*`),
-// showing the inputs of the layer's type. A new row copies the last one.
+// showing the inputs of the layer's type with that type's bounds (form/rules.js reads both
+// from the schema). A new row copies the last one.
 import { el } from "../api.js";
-import { applies, field, numberInput, selectInput, setValue } from "./fields.js";
+import { applies, field, numberInput, selectInput, setRule, setValue, valueOf } from "./fields.js";
 import { describeRegularizer, regularizerEditor } from "./regularizer.js";
+import { LAYER_FIELDS } from "./rules.js";
 
 // Sizes a new row starts from when the spec gives none (units and filters have no default).
 const STARTING_SIZE = { units: 32, filters: 16 };
-const SIZE_KEYS = ["units", "filters", "kernel_size", "pool_size"];
-const EXTRA_KEYS = ["bias_regularizer", "activity_regularizer"];
+// Penalties the table has no column for: kept from a cloned run and said so under the row.
+const EXTRA_KEYS = ["bias_regularizer", "activity_regularizer", "recurrent_regularizer"];
+const EXTRA_WORDS = { bias_regularizer: "bias", activity_regularizer: "activity", recurrent_regularizer: "recurrent" };
 
 function keyed(key, control) {
   control.dataset.key = key;
   return control;
 }
 
-// Settings the table has no column for (bias and activity regularizers of a cloned run)
-// are kept and sent as they were, and said so under the row.
-function setExtras(row, extras) {
-  row.extras = extras;
-  const parts = [];
-  if (extras.bias_regularizer) parts.push(`bias ${describeRegularizer(extras.bias_regularizer)}`);
-  if (extras.activity_regularizer) parts.push(`activity ${describeRegularizer(extras.activity_regularizer)}`);
-  row.note.textContent = `Also kept from the cloned run: ${parts.join(", ")}.`;
-  row.note.closest("tr").hidden = parts.length === 0;
-}
-
 // `onRenumber` is told when the rows change (the sweep offers a choice per layer).
 export function layersSection(form, spec, { onRenumber }) {
-  const { rules } = spec;
   const table = form.querySelector("table.layers");
   const addButton = form.querySelector("#add-layer");
   const rows = new WeakMap(); // tbody.layer-group → its row
+  const kinds = Object.values(spec.layers);
+  // The size-cell inputs some layer type has, and the first type that has each.
+  const sizeInputs = LAYER_FIELDS.filter(({ key }) => kinds.some((kind) => kind.fields.includes(key)));
+  const ownerOf = (key) => kinds.find((kind) => kind.fields.includes(key));
+  // What a row shows for `key` when neither the spec nor its type says: a starting size,
+  // else the default of the first type that has the field.
+  const fallback = (key) => STARTING_SIZE[key] ?? ownerOf(key).defaults[key];
+  // Of a row's kept extras, those its type takes (the others are neither sent nor shown).
+  const keptExtras = (row) => {
+    const { properties } = spec.layers[row.controls.type.value];
+    return EXTRA_KEYS.filter((key) => row.extras[key] && properties.includes(key));
+  };
+
+  // Settings the table has no column for (bias, activity and recurrent penalties of a
+  // cloned run) are kept and sent as they were, and said so under the row.
+  function showExtras(row) {
+    const parts = keptExtras(row).map((key) => `${EXTRA_WORDS[key]} ${describeRegularizer(row.extras[key])}`);
+    row.note.textContent = `Also kept from the cloned run: ${parts.join(", ")}.`;
+    row.note.closest("tr").hidden = parts.length === 0;
+  }
+
+  function setExtras(row, extras) {
+    row.extras = extras;
+    showExtras(row);
+  }
 
   function createRow() {
-    const c = {
-      type: keyed("type", selectInput("", spec.layerTypes.map((type) => [type]))),
-      units: keyed("units", numberInput("", rules.units)),
-      filters: keyed("filters", numberInput("", rules.filters)),
-      kernel_size: keyed("kernel_size", numberInput("", rules.kernel_size)),
-      pool_size: keyed("pool_size", numberInput("", rules.pool_size)),
-      activation: keyed("activation", selectInput("", spec.activations.map((name) => [name]))),
-      dropout: keyed("dropout", numberInput("", rules.dropout)),
-    };
-    c.kernel_size.placeholder = String(spec.defaults.layer.kernel_size);
-    c.pool_size.placeholder = "none";
+    const c = { type: keyed("type", selectInput("", spec.layerTypes.map((type) => [type]))) };
+    const sizeFields = {};
+    for (const { key, label, check } of sizeInputs) {
+      const control = check ? el("input", { type: "checkbox" }) : numberInput("", ownerOf(key).rules[key]);
+      c[key] = keyed(key, control);
+      sizeFields[key] = field(label, control);
+    }
+    c.activation = keyed("activation", selectInput("", spec.activations.map((name) => [name])));
+    c.dropout = keyed("dropout", numberInput("", kinds[0].rules.dropout));
+    if (c.kernel_size) c.kernel_size.placeholder = String(ownerOf("kernel_size").defaults.kernel_size);
+    if (c.pool_size) c.pool_size.placeholder = "none";
     const regularizer = regularizerEditor(spec, "", { label: false });
-    const sizeFields = {
-      units: field("units", c.units),
-      filters: field("filters", c.filters),
-      kernel_size: field("kernel", c.kernel_size),
-      pool_size: field("pool", c.pool_size),
-    };
     const remove = el("button", { type: "button", class: "small danger remove" }, "Remove");
     const rowError = el("span", { class: "row-error-text", "aria-live": "polite" });
     const note = el("span", { class: "row-note-text" });
@@ -80,15 +90,22 @@ export function layersSection(form, spec, { onRenumber }) {
     // A cell with two or more inputs labels them; then the whole row shows its small labels
     // so that its inputs line up.
     function updateLabels() {
-      const labelled = c.type.value !== "dense" || regularizer.kind.value === "l1l2" || regularizer.isPlugin();
+      const several = spec.layers[c.type.value].fields.length > 1;
+      const labelled = several || regularizer.kind.value === "l1l2" || regularizer.isPlugin();
       group.querySelector("tr.layer").classList.toggle("labelled", labelled);
       for (const label of group.querySelectorAll("tr.layer .label")) label.hidden = !labelled;
     }
     regularizer.onUpdate = updateLabels;
+    // The type's own inputs, checked by the type's own bounds.
     row.updateType = () => {
-      const dense = c.type.value === "dense";
-      applies(c.units, dense);
-      for (const key of ["filters", "kernel_size", "pool_size"]) applies(c[key], !dense);
+      const kind = spec.layers[c.type.value];
+      for (const { key, check } of sizeInputs) {
+        const has = kind.fields.includes(key);
+        applies(c[key], has);
+        if (has && !check) setRule(c[key], kind.rules[key]);
+      }
+      setRule(c.dropout, kind.rules.dropout);
+      showExtras(row);
       updateLabels();
     };
     c.type.addEventListener("change", row.updateType);
@@ -102,12 +119,12 @@ export function layersSection(form, spec, { onRenumber }) {
 
   function fillRow(row, layer) {
     const c = row.controls;
-    const defaults = spec.defaults.layer;
-    setValue(c.type, layer.type ?? spec.layerTypes[0]);
-    setValue(c.units, layer.units ?? STARTING_SIZE.units);
-    setValue(c.filters, layer.filters ?? STARTING_SIZE.filters);
-    setValue(c.kernel_size, layer.kernel_size ?? defaults.kernel_size);
-    setValue(c.pool_size, layer.pool_size);
+    const type = layer.type ?? spec.layerTypes[0];
+    const defaults = spec.layers[type]?.defaults ?? {};
+    setValue(c.type, type);
+    for (const { key } of sizeInputs) {
+      setValue(c[key], key in layer ? layer[key] : (defaults[key] ?? fallback(key)));
+    }
     setValue(c.activation, layer.activation ?? defaults.activation);
     setValue(c.dropout, layer.dropout ?? defaults.dropout);
     row.regularizer.fill(layer.regularizer);
@@ -146,7 +163,7 @@ export function layersSection(form, spec, { onRenumber }) {
     const last = rows.get(all[all.length - 1]);
     const row = createRow();
     // A new row copies the last one's settings (not its cloned-run extras).
-    for (const [key, control] of Object.entries(last.controls)) setValue(row.controls[key], control.value);
+    for (const [key, control] of Object.entries(last.controls)) setValue(row.controls[key], valueOf(control));
     row.regularizer.copy(last.regularizer);
     row.updateType();
     table.append(row.group);
@@ -154,17 +171,19 @@ export function layersSection(form, spec, { onRenumber }) {
     row.controls.type.focus();
   });
 
-  // The layers of ModelSpec, each input through `read`.
+  // The layers of ModelSpec, each input through `read`; a kept extra goes with the type
+  // only if that type takes it.
   function read(readControl) {
     return groups().map((group) => {
-      const { controls: c, regularizer, extras } = rows.get(group);
+      const row = rows.get(group);
+      const { controls: c, regularizer, extras } = row;
       const layer = { type: c.type.value };
-      for (const key of SIZE_KEYS) {
-        if (!c[key].disabled) layer[key] = readControl(c[key]);
+      for (const { key, check } of sizeInputs) {
+        if (!c[key].disabled) layer[key] = check ? c[key].checked : readControl(c[key]);
       }
       layer.activation = c.activation.value;
       layer.regularizer = regularizer.read(readControl);
-      Object.assign(layer, extras);
+      for (const key of keptExtras(row)) layer[key] = extras[key];
       layer.dropout = readControl(c.dropout);
       return layer;
     });

@@ -39,6 +39,50 @@ function textRule(property, { trim = false } = {}) {
   };
 }
 
+// The inputs a layer row may show in its size cell, by the spec's field name: each type
+// shows those its own schema has. `step` and `blankIsDefault` are how the form shows them.
+export const LAYER_FIELDS = [
+  { key: "units", label: "units" },
+  { key: "filters", label: "filters" },
+  { key: "kernel_size", label: "kernel", blankIsDefault: true },
+  { key: "pool_size", label: "pool" },
+  { key: "recurrent_dropout", label: "rec. dropout", step: 0.05 },
+  { key: "return_sequences", label: "sequences", check: true },
+];
+
+// What a layer row needs of each layer type: the size-cell inputs it has, their rules, the
+// dropout rule, its defaults and every property it takes (a clone's extras are kept only
+// where the type has them).
+function layerKind(schema, model) {
+  const rules = {};
+  const fields = [];
+  for (const { key, step, blankIsDefault, check } of LAYER_FIELDS) {
+    if (!(key in model.properties)) continue;
+    fields.push(key);
+    if (!check) rules[key] = numberRule(schema.property(model, key), { step, blankIsDefault });
+  }
+  rules.dropout = numberRule(schema.property(model, "dropout"), { step: 0.05 });
+  return { fields, rules, defaults: schema.defaults(model), properties: Object.keys(model.properties) };
+}
+
+// A plugin's parameters: an object of name → number. JSON Schema says the names' rule in
+// `propertyNames` (or as the key of `patternProperties`) and the values' in
+// `additionalProperties` (or as that key's value).
+function pluginParams(schema, node) {
+  const [keyPattern, patternValue] = Object.entries(node.patternProperties ?? {})[0] ?? [];
+  const names = node.propertyNames ?? {};
+  const values = typeof node.additionalProperties === "object" ? node.additionalProperties : patternValue;
+  if (!values) throw new Error("the spec's plugin parameters without a rule for their values");
+  const { min, max } = schema.unwrap(values).bounds();
+  return {
+    name: pattern(names.pattern ?? keyPattern),
+    nameMaxLength: names.maxLength,
+    maxCount: node.maxProperties,
+    min,
+    max,
+  };
+}
+
 function choices(property) {
   const values = property.node.enum;
   if (!Array.isArray(values)) throw new Error("a choice of the spec without an enum");
@@ -50,15 +94,13 @@ export function formRules(schema) {
   const prop = (model, path) => schema.property(model, path);
   const layerProperty = prop("ModelSpec", "layers");
   const layerModels = schema.variants(layerProperty.node.items, "type");
-  // Conv1D and Conv2D share their fields (app/spec.py's _ConvLayer); dropout is every type's.
-  const dense = layerModels.dense;
-  const conv = layerModels.conv1d;
+  const layers = Object.fromEntries(
+    Object.entries(layerModels).map(([type, model]) => [type, layerKind(schema, model)]),
+  );
   const strengths = Object.entries(schema.model("RegularizerSpec").properties)
     .filter(([, node]) => schema.unwrap(node).node.type === "number")
     .map(([name]) => name);
-  const params = prop("RegularizerSpec", "params").node;
-  const [paramPattern, paramValue] = Object.entries(params.patternProperties)[0];
-  const paramBounds = schema.unwrap(paramValue).bounds();
+  const params = pluginParams(schema, prop("RegularizerSpec", "params").node);
   const regularizerKinds = choices(prop("RegularizerSpec", "kind"));
   const count = prop("AxisIn", "count").bounds();
 
@@ -71,11 +113,6 @@ export function formRules(schema) {
     label_noise: numberRule(prop("DatasetSpec", "label_noise"), { step: 0.05 }),
     n_samples: numberRule(prop("DatasetSpec", "n_samples"), { step: 10 }),
     noise: numberRule(prop("DatasetSpec", "noise"), { step: 0.05 }),
-    units: numberRule(prop(dense, "units")),
-    filters: numberRule(prop(conv, "filters")),
-    kernel_size: numberRule(prop(conv, "kernel_size"), { blankIsDefault: true }),
-    pool_size: numberRule(prop(conv, "pool_size")),
-    dropout: numberRule(prop(dense, "dropout"), { step: 0.05 }),
     strength: numberRule(prop("RegularizerSpec", strengths[0]), { step: "any" }),
     epochs: numberRule(prop("TrainingSpec", "epochs")),
     batch_size: numberRule(prop("TrainingSpec", "batch_size")),
@@ -96,8 +133,9 @@ export function formRules(schema) {
   return {
     rules,
     datasets: choices(prop("DatasetSpec", "name")).filter((name) => name !== "upload"),
-    layerTypes: Object.keys(layerModels),
-    activations: choices(prop(dense, "activation")),
+    layerTypes: Object.keys(layers),
+    layers,
+    activations: choices(prop(Object.values(layerModels)[0], "activation")),
     optimizers: choices(prop("TrainingSpec", "optimizer")),
     loops: choices(prop("TrainingSpec", "loop")),
     scheduleKinds: choices(prop("ScheduleSpec", "kind")),
@@ -105,13 +143,7 @@ export function formRules(schema) {
     regularizerKinds: regularizerKinds.filter((kind) => kind !== "plugin"),
     strengths,
     kindFields: kindFields(regularizerKinds, strengths),
-    params: {
-      name: pattern(paramPattern),
-      nameMaxLength: params.propertyNames?.maxLength,
-      maxCount: params.maxProperties,
-      min: paramBounds.min,
-      max: paramBounds.max,
-    },
+    params,
     maxLayers: layerProperty.node.maxItems,
     maxAxes: prop("SweepIn", "axes").node.maxItems,
     maxAxisValues: prop("AxisIn", "values").node.maxItems,
@@ -121,7 +153,6 @@ export function formRules(schema) {
       training: schema.defaults("TrainingSpec"),
       schedule: schema.defaults("ScheduleSpec"),
       earlyStopping: schema.defaults("EarlyStoppingSpec"),
-      layer: schema.defaults(conv),
       sweep: schema.defaults("SweepIn"),
     },
   };
