@@ -78,12 +78,17 @@ def histogram_due(epoch: int, epochs: int | None, every: int, last: bool = False
 
 
 def model_kernels(model: Any) -> Kernels:
-    """(layer name, kernel variable) for each layer of `model` that has a kernel."""
-    return [
-        (layer.name, layer.kernel)
-        for layer in model.layers
-        if getattr(layer, "kernel", None) is not None
-    ]
+    """(layer name, kernel variable) for each layer of `model` that has a kernel; a
+    recurrent layer (LSTM, GRU, SimpleRNN: its cell holds the weights) gives its kernel
+    and, as `<name>/recurrent`, its recurrent kernel."""
+    kernels: Kernels = []
+    for layer in model.layers:
+        holder = getattr(layer, "cell", layer)
+        if getattr(holder, "kernel", None) is not None:
+            kernels.append((layer.name, holder.kernel))
+        if getattr(holder, "recurrent_kernel", None) is not None:
+            kernels.append((f"{layer.name}/recurrent", holder.recurrent_kernel))
+    return kernels
 
 
 def snapshot_kernels(kernels: Kernels) -> Kernels:

@@ -65,3 +65,20 @@ def test_a_snapshot_keeps_its_values_while_training_moves_on() -> None:
     model.get_layer("dense_0").kernel.assign(before + 1.0)
     assert np.array_equal(np.asarray(snapshot[0][1]), before)
     assert snapshot_kernels([]) == []
+
+
+def test_a_recurrent_layer_gives_its_kernel_and_its_recurrent_kernel() -> None:
+    model = keras.Sequential(
+        [keras.Input((5, 2)), keras.layers.LSTM(3, name="lstm_0"), keras.layers.Dense(2)]
+    )
+    kernels = dict(model_kernels(model))
+    assert list(kernels)[:2] == ["lstm_0", "lstm_0/recurrent"]
+    assert tuple(kernels["lstm_0"].shape) == (2, 12)  # four gates of 3 units
+    assert tuple(kernels["lstm_0/recurrent"].shape) == (3, 12)
+    values = layer_statistics(snapshot_kernels(list(kernels.items())[:2]))
+    assert set(values) == {
+        "kernel_norm/lstm_0",
+        "sparsity/lstm_0",
+        "kernel_norm/lstm_0/recurrent",
+        "sparsity/lstm_0/recurrent",
+    }
