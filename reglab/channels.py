@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from reglab.client import ReglabClient, WorkerClient
+from reglab.client import LeaseLostError, ReglabClient, WorkerClient
 
 log = logging.getLogger("reglab.channels")
 
@@ -215,3 +215,53 @@ class ClaimedRunChannel:
 
     def finish(self, outcome: Mapping[str, Any]) -> None:
         self.client.finish(self.run_id, self.lease_token, **outcome)
+
+
+class ClaimedPackChannel:
+    """The members of a pack a worker has claimed (the points of a sweep that train as
+    one packed model): each batch of epochs of every member travels as one request
+    (POST /api/worker/metrics), with the pack's one lease token. The server's answer names
+    the members it stopped (cancelled, pruned), gathered in `stopped` for the trainer;
+    their later points are dropped. Each member finishes on its own (the training child
+    calls the server), never through this channel."""
+
+    token_hint = "set REGLAB_WORKER_TOKEN to the server's worker token"
+    run_id = None  # every point names its member
+
+    def __init__(self, client: WorkerClient, lease_token: str, members: Sequence[int]) -> None:
+        self.client = client
+        self.lease_token = lease_token
+        self.members = frozenset(members)
+        self.stopped: set[int] = set()
+
+    @property
+    def url(self) -> str:
+        return self.client.base_url
+
+    def open(self) -> None:
+        """Nothing to create: the claim made the members this worker's."""
+
+    def upload_epochs(self, points: Sequence[EpochPoint]) -> None:
+        body = []
+        for point in points:
+            if point.run not in self.members:
+                raise ValueError(f"a point of run {point.run} is not of this pack")
+            if point.run not in self.stopped:
+                body.append({"experiment_id": point.run, **point.body()})
+        if body:
+            answer = self.client.upload_points(self.lease_token, body)
+            self.stopped.update(int(run) for run in answer.get("stopped", ()))
+
+    def upload_histograms(self, batch: Sequence[Histograms]) -> None:
+        for histograms in batch:
+            if histograms.run is None or histograms.run in self.stopped:
+                continue
+            try:
+                self.client.upload_histograms(
+                    histograms.run, self.lease_token, histograms.epoch, histograms.layers
+                )
+            except LeaseLostError:  # this member was stopped meanwhile; the others go on
+                self.stopped.add(histograms.run)
+
+    def finish(self, outcome: Mapping[str, Any]) -> None:
+        raise RuntimeError("a pack's members finish one by one, not through its channel")

@@ -44,16 +44,21 @@ def _server(url: str | None) -> str:
     return server_url(url)
 
 
+def _env_number(name: str, default: float, low: float, high: float, what: str) -> float:
+    """A number from the environment, or `default`; out of [low, high] is an error."""
+    text = os.environ.get(name, "").strip() or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        _fail(ValueError(f"{name} must be {what} {low:g} to {high:g}: {text}"))
+    return value
+
+
 def _claim_wait() -> float:
     """REGLAB_CLAIM_WAIT_SECONDS (0 to 60, default 20): how long a claim long-polls."""
-    text = os.environ.get("REGLAB_CLAIM_WAIT_SECONDS", "").strip() or "20"
-    try:
-        wait = float(text)
-    except ValueError:
-        wait = -1.0
-    if not 0 <= wait <= 60:
-        _fail(ValueError(f"REGLAB_CLAIM_WAIT_SECONDS must be a number of seconds 0 to 60: {text}"))
-    return wait
+    return _env_number("REGLAB_CLAIM_WAIT_SECONDS", 20, 0, 60, "a number of seconds")
 
 
 def _fail(error: Exception) -> NoReturn:
@@ -151,7 +156,18 @@ def worker(
         slots = plan_slots(detect_gpus(), gpus)
     except ValueError as error:
         _fail(error)
-    supervisor = Supervisor(_server(server), slots, claim_wait=_claim_wait())
+    # A warm child trains up to REGLAB_RUNS_PER_CHILD jobs (Keras' session cleared
+    # between them) before it is recycled, sooner once its memory has grown by
+    # REGLAB_CHILD_MEMORY_GROWTH_MB.
+    supervisor = Supervisor(
+        _server(server),
+        slots,
+        claim_wait=_claim_wait(),
+        runs_per_child=int(_env_number("REGLAB_RUNS_PER_CHILD", 20, 1, 10_000, "a count")),
+        memory_growth_mb=_env_number(
+            "REGLAB_CHILD_MEMORY_GROWTH_MB", 2048, 64, 1_000_000, "a size in MiB"
+        ),
+    )
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: supervisor.stop())
     try:

@@ -342,6 +342,29 @@ class WorkerClient:
             json={"lease_token": lease_token, "points": points},
         ).json()
 
+    def upload_points(self, lease_token: str, points: list[dict[str, Any]]) -> dict[str, Any]:
+        """Store epochs of several runs held by one lease (a pack's members) in one
+        request; the answer names the runs the server has stopped (`stopped`)."""
+        return self._call(
+            "POST", "/api/worker/metrics", json={"lease_token": lease_token, "points": points}
+        ).json()
+
+    def pack_started(self, pack_id: int, lease_token: str, device: str) -> None:
+        self._call(
+            "POST",
+            f"/api/worker/packs/{pack_id}/started",
+            json={"lease_token": lease_token, "device": device},
+        )
+
+    def pack_heartbeat(self, pack_id: int, lease_token: str) -> dict[str, Any]:
+        """Renew the lease of every running member; `stopped` names the members cancelled
+        or pruned, and `cancel` says every member has stopped."""
+        return self._call(
+            "POST",
+            f"/api/worker/packs/{pack_id}/heartbeat",
+            json={"lease_token": lease_token},
+        ).json()
+
     def upload_histograms(
         self, experiment_id: int, lease_token: str, epoch: int, layers: dict[str, Any]
     ) -> dict[str, Any]:

@@ -12,6 +12,7 @@ every weight), and the others go on.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -64,7 +65,8 @@ class PackObserver(Protocol):
     def member_epoch(
         self, index: int, epoch: int, logs: dict[str, float], kernels: list[tuple[str, Any]]
     ) -> None:
-        """Member `index` finished `epoch` with these logs and kernels (numpy arrays)."""
+        """Member `index` finished `epoch` with these logs (its history's, plus the pack's
+        `epoch_seconds`) and kernels (numpy arrays)."""
 
     def member_end(self, result: MemberResult) -> None:
         """Member `result.index` will train no more: finish its run now."""
@@ -241,6 +243,7 @@ class PackTrainer:
         self.members = [_Member(k, spec, self.model) for k, spec in enumerate(self.specs)]
         self.results: dict[int, MemberResult] = {}
         self.score = self.model.score_name
+        self._epoch_started = time.perf_counter()
 
     @property
     def training(self) -> Any:
@@ -266,6 +269,7 @@ class PackTrainer:
         return [self.results[k] for k in range(len(self.members))]
 
     def epoch_begin(self, epoch: int) -> None:
+        self._epoch_started = time.perf_counter()
         if self.scale is not None:
             self.scale.assign(
                 regularizers.schedule_scale(self.training.schedule, epoch, self.training.epochs)
@@ -274,6 +278,7 @@ class PackTrainer:
     def epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         """Split the pack's logs into each member's, record them, and end the members that
         diverged, stopped early or were stopped from outside."""
+        seconds = time.perf_counter() - self._epoch_started
         lr = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
         scale = float(ops.convert_to_numpy(self.scale)) if self.scale is not None else None
         kernels = [
@@ -298,7 +303,10 @@ class PackTrainer:
                 epoch, member_logs["val_data_loss"]
             )
             self.observer.member_epoch(
-                k, epoch, member_logs, [(name, values[k]) for name, values in kernels]
+                k,
+                epoch,
+                {**member_logs, "epoch_seconds": seconds},
+                [(name, values[k]) for name, values in kernels],
             )
             if stop:
                 ending.append((member, None, None))

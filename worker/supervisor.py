@@ -1,147 +1,40 @@
-"""The worker supervisor: claims runs over HTTP and trains each in a child process.
+"""The worker supervisor: claims runs over HTTP and trains them in child processes.
 
-It never imports TensorFlow. Each slot (one per GPU, or one CPU slot) keeps its next
-child started and warm while it long-polls the server for work, hands the claimed run
-to that child, heartbeats the lease, and stops the child when the run is cancelled.
-A child that dies without reporting (killed, crashed) is reported as a retryable
-failure with its exit status: the server requeues the run while it has attempts left and
-fails it after the last one. The slot goes on with the next run.
+It never imports TensorFlow. Each slot (one per GPU, or one CPU slot) has a warm child
+(TensorFlow imported) that trains one claimed job after another: a run, or a pack of
+sweep members that train as one model. The slot claims its next job as soon as the child
+reports the current one finished, heartbeats the lease meanwhile, and stops the child
+when its run (every member of its pack) is cancelled. A child is recycled after
+`runs_per_child` jobs or once its memory has grown by `memory_growth_mb`; the next one
+starts importing while the last job of the old one trains. A child that dies without
+reporting (killed, crashed) is reported as a retryable failure of its job with its exit
+status: the server requeues it (a pack as a pack) while it has attempts left and fails it
+after the last one. A crash ends only the child it happened in.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
 from reglab.client import LeaseLostError, ReglabError, WorkerClient
+from worker.children import Child, describe_exit
 from worker.devices import Slot
 from worker.plugins import plugin_names
 
 log = logging.getLogger("reglab.worker")
-
-
-@dataclass
-class Child:
-    """A training child process and what it has said on its protocol pipe."""
-
-    process: subprocess.Popen[str]
-    notices: subprocess.Popen[bytes] | None = None  # the filter on its stderr, if any
-    ready: threading.Event = field(default_factory=threading.Event)
-    started: dict[str, Any] | None = None
-    finished: dict[str, Any] | None = None
-
-    @classmethod
-    def spawn(cls, slot: Slot) -> Child:
-        # Quiet by default; a level the worker's environment sets wins.
-        level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
-        env = {
-            **os.environ,
-            **slot.env,
-            "TF_CPP_MIN_LOG_LEVEL": level,
-            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-            # The child watches this pid and exits when it is gone (see worker.child).
-            "REGLAB_SUPERVISOR_PID": str(os.getpid()),
-        }
-        notices = None if level == "0" else quiet_start_up_notices(slot)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "worker.child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=notices.stdin if notices is not None else None,
-            text=True,
-            env=env,
-            # Keep Ctrl-C for the supervisor, which stops children in order.
-            start_new_session=True,
-        )
-        if notices is not None and notices.stdin is not None:
-            notices.stdin.close()  # the child holds the only writing end: EOF when it ends
-        child = cls(process, notices)
-        threading.Thread(target=child._read, daemon=True, name=f"child-{process.pid}").start()
-        return child
-
-    def _read(self) -> None:
-        stream: IO[str] | None = self.process.stdout
-        assert stream is not None
-        for line in stream:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            event = message.pop("event", None)
-            if event == "ready":
-                self.ready.set()
-            elif event == "started":
-                self.started = message
-            elif event == "finished":
-                self.finished = message
-        if self.notices is not None:  # reap the filter once the child's stderr closes
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.notices.wait(30)
-
-    def send(self, job: dict[str, Any]) -> bool:
-        stdin = self.process.stdin
-        assert stdin is not None
-        try:
-            stdin.write(json.dumps(job) + "\n")
-            stdin.flush()
-        except (BrokenPipeError, OSError):
-            return False
-        return True
-
-    def stop(self, grace: float = 3.0) -> int:
-        """SIGTERM, then SIGKILL after `grace` seconds; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                return self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
-
-    def close_idle(self) -> None:
-        """End a warm child that never got a job (EOF on its stdin)."""
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.stop()
-
-
-def quiet_start_up_notices(slot: Slot) -> subprocess.Popen[bytes]:
-    """A filter process (worker/notices.py) for a child's stderr, writing to ours: it
-    leaves out TensorFlow's known harmless start-up lines and passes everything else.
-    A process of its own, not a thread here, so that what a child says after its
-    supervisor died (it stops, and says why) still reaches the worker's log."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "worker.notices", *(["--gpu"] if slot.gpu else [])],
-        stdin=subprocess.PIPE,
-        stdout=2,  # the supervisor's stderr, where the child's would have gone
-        start_new_session=True,  # Ctrl-C is the supervisor's; this ends at EOF
-    )
-
-
-def describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit code {returncode}"
+RUNS_PER_CHILD = 20
+MEMORY_GROWTH_MB = 2048.0
+# How long a child that has ended its run on the server may take to say so.
+_FINISH_GRACE_SECONDS = 15.0
 
 
 class Supervisor:
@@ -153,12 +46,16 @@ class Supervisor:
         slots: list[Slot],
         *,
         claim_wait: float = 20.0,
+        runs_per_child: int = RUNS_PER_CHILD,
+        memory_growth_mb: float = MEMORY_GROWTH_MB,
         worker_id: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.slots = slots
         self.claim_wait = claim_wait
+        self.runs_per_child = max(1, runs_per_child)
+        self.memory_growth_mb = memory_growth_mb
         self.host = socket.gethostname()
         self.plugins = plugin_names()  # told to the server with every claim
         self.worker_id = worker_id or f"{self.host}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -205,28 +102,43 @@ class Supervisor:
         claim_client = self._client()
         self._claim_clients.append(claim_client)
         child: Child | None = None
+        spare: Child | None = None  # the next child, warming while the last job trains
         try:
             while not self.stopping.is_set():
-                if child is None or child.process.poll() is not None:
-                    child = Child.spawn(slot)
+                if child is None or not child.alive:
+                    if child is not None:
+                        log.warning(
+                            "warm child on %s exited (%s); starting another",
+                            slot.name,
+                            describe_exit(child.process.returncode),
+                        )
+                    child, spare = (spare if spare is not None else Child.spawn(slot)), None
                 claim = self._claim(claim_client, slot)
                 if claim is None:
                     continue
                 if self.stopping.is_set():
-                    self._call(client.release, claim["experiment_id"], claim["lease_token"])
+                    self._release(client, claim)
                     break
-                if child.process.poll() is not None:  # died while waiting: start afresh
-                    log.warning(
-                        "warm child on %s exited (%s); starting another",
-                        slot.name,
-                        describe_exit(child.process.returncode),
+                if not child.alive:  # died while waiting: a fresh one takes the job
+                    child, spare = (spare if spare is not None else Child.spawn(slot)), None
+                last = child.jobs + 1 >= self.runs_per_child
+                if last and spare is None:
+                    spare = Child.spawn(slot)
+                if not self._train(client, slot, child, claim):
+                    child = None  # stopped or dead: the spare (or a new one) goes on
+                elif last or child.memory_growth_mb() > self.memory_growth_mb:
+                    log.info(
+                        "recycling child %s after %d jobs (memory +%.0f MiB)",
+                        child.pid,
+                        child.jobs,
+                        child.memory_growth_mb(),
                     )
-                    child = Child.spawn(slot)
-                self._train(client, slot, child, claim)
-                child = None  # one child per run: the next one warms up now
+                    threading.Thread(target=child.close_idle, daemon=True).start()
+                    child = None
         finally:
-            if child is not None:
-                child.close_idle()
+            for idle in (child, spare):
+                if idle is not None:
+                    idle.close_idle()
             client.close()
             claim_client.close()
 
@@ -256,92 +168,105 @@ class Supervisor:
             log.warning("%s failed: %s", getattr(method, "__name__", "call"), error)
         return None
 
-    def _train(self, client: WorkerClient, slot: Slot, child: Child, claim: dict[str, Any]) -> None:
-        experiment_id, token = claim["experiment_id"], claim["lease_token"]
-        name = claim["spec"]["name"]
+    def _release(self, client: WorkerClient, claim: dict[str, Any]) -> None:
+        """Hand a claimed job back to the queue (the worker is stopping)."""
+        for experiment_id in _job_runs(claim):
+            self._call(client.release, experiment_id, claim["lease_token"])
+
+    def _heartbeat(self, client: WorkerClient, claim: dict[str, Any]) -> bool:
+        """Renew the job's lease; True when the server says to stop it (cancelled, and for
+        a pack every member stopped). Raises LeaseLostError."""
+        pack = claim.get("pack")
+        if pack is not None:
+            return bool(client.pack_heartbeat(pack["id"], claim["lease_token"]).get("cancel"))
+        beat = client.heartbeat(claim["experiment_id"], claim["lease_token"])
+        return bool(beat.get("cancel"))
+
+    def _train(self, client: WorkerClient, slot: Slot, child: Child, claim: dict[str, Any]) -> bool:
+        """Hand a claimed job to `child` and look after it until the child reports it
+        finished (True: the child is ready for the next) or is stopped or dies (False)."""
+        token = claim["lease_token"]
+        runs = _job_runs(claim)
+        what = _describe_job(claim)
         log.info(
-            "claimed experiment %s (%s), attempt %s, slot %s, child pid %s",
-            experiment_id,
-            name,
+            "claimed %s, attempt %s, slot %s, child pid %s (job %d)",
+            what,
             claim["attempt"],
             slot.name,
-            child.process.pid,
+            child.pid,
+            child.jobs + 1,
         )
         began = time.monotonic()
-        job = {
-            "experiment_id": experiment_id,
-            "lease_token": token,
-            "spec": claim["spec"],
-            "server_url": self.server_url,
-        }
-        child.send(job)
+        child.send({**claim, "server_url": self.server_url})
         interval = float(claim.get("heartbeat_seconds", 2.0))
         stopped_by: str | None = None
         announced = False
-        while child.process.poll() is None:
-            try:
-                child.process.wait(timeout=interval)
+        while not child.done.wait(interval):
+            if not child.alive:
+                child.done.wait(1.0)  # a "finished" line may still be in the pipe
                 break
-            except subprocess.TimeoutExpired:
-                pass
             if child.started and not announced:
-                log.info(
-                    "started experiment %s on %s (pid %s)",
-                    experiment_id,
-                    child.started["device"],
-                    child.process.pid,
-                )
+                log.info("started %s on %s (pid %s)", what, child.started["device"], child.pid)
                 announced = True
-            if child.finished is not None:
-                # The child has reported the end of the run: no more heartbeats (the run
-                # is no longer running), just let the process exit.
-                try:
-                    child.process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    log.warning("experiment %s: its child hangs after the end", experiment_id)
-                    child.stop()
-                break
             if self.stopping.is_set():
                 stopped_by = "worker stopping"
                 child.stop()
-                self._call(client.release, experiment_id, token)
+                self._release(client, claim)
                 break
             try:
-                beat = client.heartbeat(experiment_id, token)
+                cancel = self._heartbeat(client, claim)
             except LeaseLostError as error:
+                # The child may have finished the run on the server and be clearing up
+                # before it says so: then this is the end of the job, not a lost lease.
+                if child.done.wait(_FINISH_GRACE_SECONDS):
+                    break
                 stopped_by = f"lease lost ({error.detail})"
                 child.stop()
                 break
             except (httpx.TransportError, ReglabError) as error:
                 # The server may be restarting: keep training, the child buffers its points;
                 # the server gives leases a grace period after it starts again.
-                log.warning("heartbeat for experiment %s failed: %s", experiment_id, error)
+                log.warning("heartbeat for %s failed: %s", what, error)
                 continue
-            if beat.get("cancel"):
+            if cancel:
                 stopped_by = "cancelled"
                 child.stop()
                 break
-        returncode = child.process.wait()
         seconds = time.monotonic() - began
         if stopped_by is not None:
-            log.info("stopped experiment %s: %s", experiment_id, stopped_by)
-        elif child.finished is not None:  # it reported the end itself, whatever its exit
+            log.info("stopped %s: %s", what, stopped_by)
+            return False
+        if child.done.is_set() and child.finished is not None:
             status = child.finished.get("status")
-            if status == "succeeded":
-                log.info("finished experiment %s: succeeded in %.1f s", experiment_id, seconds)
-            elif status == "lease_lost":
-                log.info("stopped experiment %s: %s", experiment_id, child.finished.get("error"))
-            else:
-                log.info("failed experiment %s: %s", experiment_id, child.finished.get("error"))
-        else:
-            # Not the run's own failure: the server requeues it or, after its last
-            # attempt, fails it (its rule, not ours).
-            reason = f"training process died ({describe_exit(returncode)})"
-            log.error("experiment %s: %s", experiment_id, reason)
+            detail = child.finished.get("error") or child.finished.get("members") or ""
+            log.info("finished %s: %s in %.1f s %s", what, status, seconds, detail)
+            return True
+        # Not the job's own failure: the server requeues it (a pack as a pack) or, after
+        # its last attempt, fails it (its rule, not ours).
+        reason = f"training process died ({describe_exit(child.process.wait())})"
+        log.error("%s: %s", what, reason)
+        for experiment_id in runs:
             self._call(
                 client.finish, experiment_id, token, status="failed", error=reason, retryable=True
             )
+        return False
 
     def close(self) -> None:
         for client in self._clients:
             client.close()
+
+
+def _job_runs(claim: dict[str, Any]) -> list[int]:
+    """The experiments a claim holds: its members for a pack, else its one run."""
+    pack = claim.get("pack")
+    if pack is not None:
+        return [int(member["experiment_id"]) for member in pack["members"]]
+    return [int(claim["experiment_id"])]
+
+
+def _describe_job(claim: dict[str, Any]) -> str:
+    pack = claim.get("pack")
+    if pack is not None:
+        runs = ", ".join(str(run) for run in _job_runs(claim))
+        return f"pack {pack['id']} (experiments {runs})"
+    return f"experiment {claim['experiment_id']} ({claim['spec']['name']})"

@@ -10,7 +10,7 @@ import pytest
 
 from worker.devices import Slot
 from worker.notices import is_start_up_notice
-from worker.supervisor import Child
+from worker.children import Child
 
 # As a CPU host's child prints them (TensorFlow 2.21, TF_CPP_MIN_LOG_LEVEL 0 to 2).
 NOTICES = [

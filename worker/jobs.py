@@ -1,0 +1,287 @@
+"""What a training child does with a claimed job: train one run, or a pack of members,
+and report every epoch, model and final status to the server.
+
+A single run streams through the one `ReglabCallback` of reglab/, configured for the
+claimed run. A pack (the points of a sweep that differ only in penalty strengths and
+dropout rates) trains as one packed model (worker/packing.py): each epoch of all its
+members travels as one upload, and each member finishes on its own (test metrics, its
+`.keras` file, its final status) as soon as it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+if TYPE_CHECKING:
+    import keras
+
+    from app.spec import ExperimentSpec
+    from reglab.client import WorkerClient
+    from reglab.sender import Sender
+    from worker.packing import MemberResult
+
+T = TypeVar("T")
+log = logging.getLogger("reglab.child")
+Emit = Callable[..., None]
+
+
+def describe_device() -> str:
+    """The device the framework trains on, as it sees it (e.g. 'GPU:0 NVIDIA H100')."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return f"GPU:0 {details.get('device_name', 'GPU')} (tensorflow)"
+        return "CPU (tensorflow)"
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"{device.platform.upper()}:{device.id} {device.device_kind} (jax)"
+    return f"CPU ({backend})"
+
+
+def describe_error(error: BaseException) -> str:
+    """A run's `error` for an exception: its type and message, said plainly when the
+    device ran out of memory (TensorFlow's ResourceExhaustedError, JAX's
+    RESOURCE_EXHAUSTED, Python's MemoryError)."""
+    text = f"{type(error).__name__}: {error}".strip()
+    if (
+        isinstance(error, MemoryError)
+        or type(error).__name__ == "ResourceExhaustedError"
+        or "RESOURCE_EXHAUSTED" in str(error)
+    ):
+        text = f"out of memory: {text}"
+    return text[:10_000]
+
+
+def retry(call: Callable[[], T], *, deadline_seconds: float = 300.0) -> T:
+    """Retry a call while the server is unreachable (it may be restarting)."""
+    deadline = time.monotonic() + deadline_seconds
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def run_job(job: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """Train a claimed job (a run, or a pack when `job["pack"]` is set) and report it;
+    returns the outcome the child tells its supervisor."""
+    from reglab.client import ReglabError, WorkerClient
+
+    client = WorkerClient(job["server_url"])
+    try:
+        pack = job.get("pack")
+        members = pack["members"] if pack else [job]
+        specs = [_spec(member["spec"]) for member in members]
+        ids = [int(member["experiment_id"]) for member in members]
+        token: str = job["lease_token"]
+        device = describe_device()
+        if pack:
+            retry(lambda: client.pack_started(pack["id"], token, device))
+        else:
+            retry(lambda: client.started(ids[0], token, device))
+        emit("started", device=device, experiments=ids)
+        with tempfile.TemporaryDirectory(prefix="reglab-data-") as folder:
+            try:
+                _fetch_upload(client, specs[0], Path(folder))
+            except ReglabError as error:  # e.g. the upload was deleted after the submit
+                outcome = {"status": "failed", "error": f"cannot fetch the dataset: {error}"}
+                for experiment_id in ids:
+                    _finish(client, experiment_id, token, {**outcome, "error_epoch": 0})
+                return outcome
+            if pack:
+                return _train_pack(client, specs, ids, token)
+            return _train_single(client, specs[0], ids[0], token)
+    finally:
+        client.close()
+
+
+def _spec(data: dict[str, Any]) -> ExperimentSpec:
+    from app.spec import ExperimentSpec
+
+    return ExperimentSpec.model_validate(data)
+
+
+def _fetch_upload(client: WorkerClient, spec: ExperimentSpec, folder: Path) -> None:
+    """Download the run's uploaded dataset, if it has one, for worker.datasets to read."""
+    from worker.datasets import use_upload_file
+
+    upload = spec.dataset.upload
+    if upload is None:
+        return
+    path = folder / f"dataset-{upload.id}.npz"
+    retry(lambda: client.download_dataset(upload.id, path))
+    use_upload_file(upload.id, path)
+
+
+def _model_bytes(model: keras.Model) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def _finish(
+    client: WorkerClient, experiment_id: int, token: str, outcome: dict[str, Any]
+) -> dict[str, Any]:
+    """Report a run's end; a lost lease (the run was cancelled or requeued meanwhile)
+    turns the outcome into `lease_lost`."""
+    from reglab.client import LeaseLostError
+
+    try:
+        retry(lambda: client.finish(experiment_id, token, **outcome))
+    except LeaseLostError as error:
+        log.warning("experiment %s: lease lost before finish: %s", experiment_id, error)
+        return {"status": "lease_lost", "error": str(error)}
+    return outcome
+
+
+def _success(test_metrics: dict[str, float], best_epoch: int | None) -> dict[str, Any]:
+    finite = {name: value for name, value in test_metrics.items() if math.isfinite(value)}
+    return {"status": "succeeded", "test_metrics": finite, "best_epoch": best_epoch}
+
+
+def _train_single(
+    client: WorkerClient, spec: ExperimentSpec, experiment_id: int, token: str
+) -> dict[str, Any]:
+    from reglab.callback import ReglabCallback
+    from reglab.channels import ClaimedRunChannel
+    from reglab.sender import Sender
+    from worker.training import Diverged, train
+
+    # The one sender and callback of reglab/, configured for this claimed run: the
+    # histogram cadence comes from the params `train` passes, and a lost lease stops it.
+    sender = Sender(ClaimedRunChannel(client, experiment_id, token)).start()
+    callback = ReglabCallback(sender=sender)
+    outcome: dict[str, Any]
+    try:
+        result = train(spec, [callback])
+    except Diverged as error:
+        outcome = {"status": "failed", "error": str(error), "error_epoch": error.epoch}
+    except Exception as error:
+        log.exception("experiment %s failed", experiment_id)
+        outcome = {
+            "status": "failed",
+            "error": describe_error(error),
+            "error_epoch": callback.last_epoch + 1,
+        }
+    else:
+        outcome = _success(result.test_metrics, result.best_epoch)
+        content = _model_bytes(result.model)
+        sender.flush(timeout=300)
+        retry(lambda: client.upload_model(experiment_id, token, content))
+    if not sender.close(timeout=300):
+        log.error("experiment %s: not every epoch reached the server", experiment_id)
+    return _finish(client, experiment_id, token, outcome)
+
+
+class PackStream:
+    """The pack trainer's observer: streams each member's epochs through one sender (one
+    upload per batch of epochs for every member), finishes each member as it ends, and
+    says which members the server stopped (cancelled, pruned)."""
+
+    def __init__(
+        self,
+        client: WorkerClient,
+        sender: Sender,
+        stopped: set[int],
+        ids: list[int],
+        token: str,
+        specs: list[ExperimentSpec],
+    ) -> None:
+        self.client = client
+        self.sender = sender
+        self.stopped = stopped  # filled by the pack channel from the server's answers
+        self.ids = ids
+        self.token = token
+        self.specs = specs
+        self.outcomes: dict[int, dict[str, Any]] = {}
+
+    def member_epoch(
+        self, index: int, epoch: int, logs: dict[str, float], kernels: list[tuple[str, Any]]
+    ) -> None:
+        from reglab.sender import EpochRecord
+        from reglab.stats import histogram_due
+
+        training = self.specs[index].training
+        histogram = histogram_due(epoch, training.epochs, training.histogram_every)
+        self.sender.add_epoch(
+            EpochRecord(epoch, dict(logs), kernels, histogram=histogram, run=self.ids[index])
+        )
+
+    def stop_requested(self, index: int) -> bool:
+        return self.ids[index] in self.stopped
+
+    def member_end(self, result: MemberResult) -> None:
+        experiment_id = self.ids[result.index]
+        if result.stopped_by is not None:
+            # Cancelled or pruned on the server: its status is final there already.
+            self.outcomes[experiment_id] = {"status": result.stopped_by}
+            return
+        self.sender.flush(timeout=300)  # its points are stored before its final status
+        outcome: dict[str, Any]
+        if result.error is not None:
+            outcome = {
+                "status": "failed",
+                "error": str(result.error),
+                "error_epoch": result.error.epoch,
+            }
+        else:
+            outcome = _success(result.test_metrics, result.best_epoch)
+            content = _model_bytes(result.model)
+            retry(lambda: self.client.upload_model(experiment_id, self.token, content))
+        self.outcomes[experiment_id] = _finish(self.client, experiment_id, self.token, outcome)
+
+    def fail_the_rest(self, error: BaseException, epoch: int) -> None:
+        """The pack itself failed: every member that has not ended fails with its error."""
+        outcome = {"status": "failed", "error": describe_error(error), "error_epoch": epoch}
+        for experiment_id in self.ids:
+            if experiment_id not in self.outcomes:
+                self.outcomes[experiment_id] = _finish(
+                    self.client, experiment_id, self.token, outcome
+                )
+
+
+def _train_pack(
+    client: WorkerClient, specs: list[ExperimentSpec], ids: list[int], token: str
+) -> dict[str, Any]:
+    from reglab.channels import ClaimedPackChannel
+    from reglab.sender import Sender
+    from worker.packing import PackTrainer
+
+    channel = ClaimedPackChannel(client, token, ids)
+    sender = Sender(channel).start()
+    stream = PackStream(client, sender, channel.stopped, ids, token, specs)
+    trainer: PackTrainer | None = None
+    try:
+        trainer = PackTrainer(specs, stream)
+        trainer.train()
+    except Exception as error:
+        log.exception("pack of experiments %s failed", ids)
+        epochs = [len(member.history["loss"]) for member in trainer.members] if trainer else []
+        sender.flush(timeout=300)
+        stream.fail_the_rest(error, max(epochs, default=0))
+    if not sender.close(timeout=300):
+        log.error("pack %s: not every epoch reached the server", ids)
+    statuses = [stream.outcomes.get(i, {}).get("status") for i in ids]
+    status = "succeeded" if all(s == "succeeded" for s in statuses) else "ended"
+    return {"status": status, "members": {str(i): s for i, s in zip(ids, statuses, strict=True)}}
