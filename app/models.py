@@ -107,6 +107,10 @@ class Experiment(SQLModel, table=True):
     sweep_id: int | None = Field(default=None, foreign_key="sweep.id", index=True, sa_type=Int64)
     # The sweep point's swept values, {"model.layers[*].regularizer.l2": 0.001, ...}.
     point: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
+    # Sweep points that train together as one packed model share a pack; `pack_index` is
+    # the run's member slot in it.
+    pack_id: int | None = Field(default=None, foreign_key="pack.id", index=True, sa_type=Int64)
+    pack_index: int | None = None
     # Runs whose specs differ only in name, notes and seed share a group (seed repeats).
     group_key: str | None = Field(default=None, max_length=64, index=True)
 
@@ -172,6 +176,19 @@ class BatchMetric(SQLModel, table=True):
     step: int = Field(primary_key=True)
     name: str = Field(primary_key=True, max_length=100)
     value: float
+
+
+class Pack(SQLModel, table=True):
+    """Runs of a sweep that train as one packed model of `members` members (the same
+    network, seed and training settings; their own penalty strengths and dropout rates),
+    claimed, leased and retried together as one job."""
+
+    id: int | None = _id()
+    sweep_id: int | None = Field(default=None, foreign_key="sweep.id", index=True, sa_type=Int64)
+    members: int
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False)
+    )
 
 
 class Sweep(SQLModel, table=True):

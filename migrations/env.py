@@ -28,6 +28,14 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(_url())
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration copies a table into a new one and drops the old: with
+            # foreign keys on, that drop cascades and deletes every run's metrics and
+            # events. The pragma only takes effect outside a transaction, so set it here.
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA foreign_keys=OFF")  # autocommit: outside any transaction
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -36,6 +44,11 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+            raw.execute("PRAGMA foreign_keys=ON")
+            if broken:
+                raise RuntimeError(f"migration left rows without their parent: {broken[:5]}")
     engine.dispose()
 
 
