@@ -33,14 +33,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import secrets
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,21 +46,21 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.spec import FINAL_STATUSES
 from bench._common import (
+    ScriptedWorker,
     Server,
     fmt_ms,
-    free_port,
     loadavg,
     machine,
     median,
     percentile,
     print_table,
     process_cpu,
-    quiet_env,
+    sse_events,
 )
 
 PG_ADMIN_URL = os.environ.get("REGLAB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-FINAL = ("succeeded", "failed", "cancelled")
 
 
 def load_spec(name: str, epochs: int) -> dict[str, Any]:
@@ -110,19 +107,6 @@ class IngestReport:
         return min((counts.get(i, 0) / width for i in full), default=self.points_per_second)
 
 
-async def _events(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any], float]]:
-    kind, data = "message", list[str]()
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield kind, json.loads("\n".join(data)), time.time()
-            kind, data = "message", []
-        elif line.startswith("event:"):
-            kind = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-
-
 async def _view(
     http: httpx.AsyncClient, run_id: int, live: asyncio.Event, report: IngestReport
 ) -> None:
@@ -135,15 +119,15 @@ async def _view(
                 report.errors.append(f"viewer of run {run_id}: HTTP {response.status_code}")
                 live.set()
                 return
-            async for kind, data, arrived in _events(response):
-                if kind == "metrics":
-                    epochs.append(int(data["epoch"]))
-                    report.sse_delays.append(arrived - float(data["time"]))
-                elif kind == "status":
+            async for event, arrived in sse_events(response):
+                if event.kind == "metrics":
+                    epochs.append(int(event.data["epoch"]))
+                    report.sse_delays.append(arrived - float(event.data["time"]))
+                elif event.kind == "status":
                     statuses += 1
                     if statuses == 2:
                         live.set()
-                    if data["status"] in FINAL:
+                    if event.data["status"] in FINAL_STATUSES:
                         return
     except httpx.HTTPError as error:
         report.errors.append(f"viewer of run {run_id}: {error!r}")
@@ -167,7 +151,13 @@ async def _list(
 
 
 async def _upload(url: str, run_id: int, token: str, report: IngestReport) -> None:
-    """One worker-like client: its own connection, epoch after epoch, then finish."""
+    """One worker-like client: its own connection, epoch after epoch, then finish.
+
+    Raw httpx on purpose, not `WorkerClient`: the load is R uploaders at once in the one
+    event loop that also holds the viewers and the list clients, and `WorkerClient` is
+    synchronous (R threads would share the GIL with that loop and skew what it times).
+    The requests are the worker's own: POST .../metrics and .../finish with the lease token.
+    """
     names = [f"metric_{index:02d}" for index in range(report.metrics)]
     path = f"/api/worker/experiments/{run_id}"
     async with httpx.AsyncClient(base_url=url, timeout=60) as worker:
@@ -211,18 +201,8 @@ async def ingest_load(
         timeout=httpx.Timeout(30.0, read=timeout),
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
     ) as http:
-        tokens: dict[int, str] = {}
-        for index in range(runs):
-            submitted = await http.post(
-                "/api/experiments", json=load_spec(f"ingest-{index}", epochs)
-            )
-            submitted.raise_for_status()
-            claim = await http.post(
-                "/api/worker/claim",
-                json={"worker_id": f"ingest-{index}", "host": "bench", "slot": "CPU", "wait": 0},
-            )
-            claim.raise_for_status()
-            tokens[claim.json()["experiment_id"]] = claim.json()["lease_token"]
+        specs = [load_spec(f"ingest-{index}", epochs) for index in range(runs)]
+        tokens = dict(await asyncio.to_thread(claim_runs, url, specs))
         report = IngestReport(runs=sorted(tokens), epochs=epochs, metrics=metrics)
 
         live = [asyncio.Event() for _ in range(viewers)]
@@ -256,6 +236,12 @@ async def ingest_load(
     return report
 
 
+def claim_runs(url: str, specs: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Submit and claim each spec as a worker would: (experiment id, lease token) each."""
+    with ScriptedWorker(url, worker_id="bench-ingest") as worker:
+        return [worker.claim(spec) for spec in specs]
+
+
 # --- the benchmark ------------------------------------------------------------------------
 
 
@@ -274,40 +260,6 @@ def database(kind: str) -> Iterator[str | None]:
             yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
         finally:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-class DatabaseServer(Server):
-    """`Server` on a given database URL (its own start always picks a temp SQLite file)."""
-
-    def __init__(self, database_url: str | None, env: dict[str, str]) -> None:
-        super().__init__(env=env)
-        self.database_url = database_url
-
-    def start(self) -> None:
-        if self.database_url is None:
-            super().start()
-            return
-        self.folder = Path(tempfile.mkdtemp(prefix="reglab-bench-", dir="/tmp"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = quiet_env(
-            **{
-                "REGLAB_DATA_DIR": str(self.folder / "data"),
-                "REGLAB_SERVER_URL": self.url,
-                **self.env,
-                "REGLAB_DATABASE_URL": self.database_url,
-            }
-        )
-        self._log = (self.folder / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "reglab.cli", "serve", "--port", str(self.port)],
-            cwd=self.root,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.wait_healthy()
 
 
 def stored_points(database_url: str, run_ids: list[int]) -> int:
@@ -329,7 +281,7 @@ def stored_points(database_url: str, run_ids: list[int]) -> int:
 def measure(kind: str, args: argparse.Namespace) -> list[str]:
     with (
         database(kind) as url,
-        DatabaseServer(url, env={"REGLAB_LEASE_SECONDS": "600"}) as server,
+        Server(database_url=url, env={"REGLAB_LEASE_SECONDS": "600"}) as server,
     ):
         assert server.process is not None and server.folder is not None
         database_url = url or f"sqlite:///{server.folder / 'bench.db'}"

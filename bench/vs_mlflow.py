@@ -48,8 +48,8 @@ import httpx
 
 from bench._common import (
     MlflowServer,
+    ScriptedWorker,
     Server,
-    add_finished_run,
     fmt_ms,
     loadavg,
     machine,
@@ -58,7 +58,9 @@ from bench._common import (
     print_table,
     process_tree_cpu,
     tiny_spec,
+    verdict,
 )
+from reglab.client import ReglabClient
 
 GOAL_P99_S = 0.002
 GOAL_SPEEDUP = 10.0
@@ -191,12 +193,12 @@ class Tool:
 
 def check_reglab(url: str) -> Callable[[Any, str, int], None]:
     def check(_: Any, name: str, epochs: int) -> None:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            runs = client.get("/api/experiments", params={"name": name}).json()["items"]
+        with ReglabClient(url) as client:
+            runs = client.list(name=name)["items"]
             matches = [run for run in runs if run["name"] == name]
             if len(matches) != 1:
                 raise RuntimeError(f"reglab has {len(matches)} runs named {name}")
-            series = client.get(f"/api/experiments/{matches[0]['id']}/metrics").json()
+            series = client.metrics(matches[0]["id"])
         stored = sum(
             sum(value is not None for value in values)
             for key, values in series["series"].items()
@@ -369,10 +371,10 @@ def fill_runs(reglab: Server, mlflow_server: MlflowServer, runs: int, epochs: in
     from mlflow.entities import Metric
 
     reglab_ids: list[int] = []
-    with httpx.Client(base_url=reglab.url, timeout=60) as client:
+    with ScriptedWorker(reglab.url) as worker:
         for run in range(runs):
             spec = tiny_spec(epochs=epochs, name=f"fetch-{run:02d}")
-            reglab_ids.append(add_finished_run(client, spec, history_points(run, epochs)))
+            reglab_ids.append(worker.add_finished(spec, history_points(run, epochs)))
     mlflow = MlflowClient(mlflow_server.url)
     experiment_id = mlflow.create_experiment("vs-reglab-fetch")
     mlflow_ids: list[str] = []
@@ -431,6 +433,8 @@ def fetch_rounds(
 
     names = expected_names()
     expected = len(reglab_ids) * len(names) * epochs
+    # Raw httpx for reglab on purpose, like MLflow's REST calls beside it: this times the
+    # HTTP fetch itself (the client package has no call for /api/metrics?ids=).
     reglab_http = httpx.Client(base_url=reglab.url, timeout=60)
     mlflow_http = httpx.Client(base_url=mlflow_server.url, timeout=60)
     mlflow_client = MlflowClient(mlflow_server.url)
@@ -500,10 +504,6 @@ def fetch_rounds(
 
 
 # --- report -------------------------------------------------------------------------------
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
 
 
 def report_uploads(results: dict[str, list[Holds]]) -> dict[str, tuple[float, float]]:
