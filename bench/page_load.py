@@ -186,7 +186,10 @@ def parse_args() -> argparse.Namespace:
         "--experiments", type=int, default=10_000, help="experiments in all (default 10000)"
     )
     parser.add_argument("--json", type=Path, help="also write the raw samples here")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.experiments < 50:
+        parser.error("--experiments must be at least 50: the runs page is timed to 50 rows")
+    return args
 
 
 def main() -> None:
