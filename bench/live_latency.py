@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -151,15 +152,21 @@ def clients_role(args: argparse.Namespace) -> None:
 # --- the trainer and the report (this process) ------------------------------------------
 
 
-def main_role(args: argparse.Namespace) -> None:
-    import keras
+@dataclass
+class Training:
+    """What the trainer saw: each upload's acknowledgement (epoch, seconds from the epoch's
+    end, points in the request), the callback's holds, the seconds trained, and the CPU
+    seconds each process used meanwhile."""
 
-    from app.spec import ExperimentSpec
-    from reglab import ReglabCallback
-    from reglab.channels import ClaimedRunChannel, EpochPoint
-    from reglab.client import WorkerClient
-    from reglab.sender import Sender
-    from worker.training import train
+    acked: list[tuple[int, float, int]] = field(default_factory=list)
+    holds: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+def main_role(args: argparse.Namespace) -> None:
+    """Serve, start the SSE clients, train the run while they follow it, then report."""
+    import keras
 
     print(f"machine: {machine()}; {loadavg()}")
     if args.model == "seed":
@@ -176,77 +183,10 @@ def main_role(args: argparse.Namespace) -> None:
         print(f"SERVER FROM ANOTHER CHECKOUT: {root}")
     with Server(env={"REGLAB_LEASE_SECONDS": "3600"}, root=root) as server:
         experiment_id, token = claim_run(server.url, spec)
-        clients = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--role",
-                "clients",
-                "--url",
-                server.url,
-                "--experiment",
-                str(experiment_id),
-                "--clients",
-                str(args.clients),
-                "--out",
-                str(out),
-                "--timeout",
-                str(args.timeout),
-                "--connect-timeout",
-                str(args.connect_timeout),
-            ],
-            cwd=ROOT,
-            env=quiet_env(),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        server_errors = ""
+        clients = start_clients(args, server.url, experiment_id, out)
         try:
-            assert clients.stdout is not None
-            line = clients.stdout.readline().split()
-            if not line or line[0] != "READY":
-                raise RuntimeError(f"the SSE clients' process failed: {line!r}")
-            ready, refused = int(line[1]), int(line[2])
-            print(
-                f"{ready} of {args.clients} SSE clients connected"
-                + (f", {refused} refused" if refused else "")
-                + ("" if ready == args.clients else f" within {args.connect_timeout:.0f} s")
-                + "; training",
-                flush=True,
-            )
-            if ready < args.clients:
-                print("NOT ALL CLIENTS CONNECTED. Server log, errors so far:")
-                print(server.error_summary() or "  (none logged)", flush=True)
-
-            worker = WorkerClient(server.url)
-            acked: list[tuple[int, float, int]] = []  # (epoch, ack - epoch end, batch size)
-
-            class AckedChannel(ClaimedRunChannel):
-                def upload_epochs(self, points: Sequence[EpochPoint]) -> None:
-                    super().upload_epochs(points)
-                    now = time.time()
-                    acked.extend((p.epoch, now - (p.time or now), len(points)) for p in points)
-
-            sender = Sender(AckedChannel(worker, experiment_id, token)).start()
-            streaming = ReglabCallback(sender=sender)
-            assert server.process is not None
-            cpu_before = (
-                time.process_time(),
-                process_cpu(server.process.pid),
-                process_cpu(clients.pid),
-            )
-            began = time.perf_counter()
-            result = train(ExperimentSpec.model_validate(spec), [streaming])
-            if not sender.close(timeout=60):
-                raise RuntimeError("not every epoch reached the server")
-            trained = time.perf_counter() - began
-            cpu = {
-                "trainer": time.process_time() - cpu_before[0],
-                "server": process_cpu(server.process.pid) - cpu_before[1],
-                "SSE clients": process_cpu(clients.pid) - cpu_before[2],
-            }
-            worker.finish(experiment_id, token, status="succeeded", best_epoch=result.best_epoch)
-            worker.close()
+            wait_for_clients(args, clients, server)
+            training = train_streamed(server, clients.pid, experiment_id, token, spec)
             clients.wait(timeout=args.timeout + 30)
             server_errors = server.error_summary()
         finally:
@@ -257,12 +197,91 @@ def main_role(args: argparse.Namespace) -> None:
     print(f"at the end: {loadavg()}")
     results = json.loads(out.read_text())
     shutil.rmtree(out.parent, ignore_errors=True)
-    report(args, results, acked, streaming.hold_seconds, trained)
-    print(
-        "CPU per epoch while training: "
-        + ", ".join(f"{name} {sec / args.epochs * 1000:.1f} ms" for name, sec in cpu.items())
-        + f" (2 cores give {2 * trained / args.epochs * 1000:.0f} ms per epoch in all)"
+    report(args, results, training)
+
+
+def start_clients(
+    args: argparse.Namespace, url: str, experiment_id: int, out: Path
+) -> subprocess.Popen[str]:
+    """This script again as the SSE clients' process (its own GIL), writing to `out`."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, __file__, "--role", "clients", "--url", url),
+            *("--experiment", str(experiment_id), "--clients", str(args.clients)),
+            *("--out", str(out), "--timeout", str(args.timeout)),
+            *("--connect-timeout", str(args.connect_timeout)),
+        ],
+        cwd=ROOT,
+        env=quiet_env(),
+        stdout=subprocess.PIPE,
+        text=True,
     )
+
+
+def wait_for_clients(
+    args: argparse.Namespace, clients: subprocess.Popen[str], server: Server
+) -> None:
+    """Wait for the clients' READY line; say how many connected (and the server's errors
+    if not all did: the run goes on with those that did)."""
+    assert clients.stdout is not None
+    line = clients.stdout.readline().split()
+    if not line or line[0] != "READY":
+        raise RuntimeError(f"the SSE clients' process failed: {line!r}")
+    ready, refused = int(line[1]), int(line[2])
+    print(
+        f"{ready} of {args.clients} SSE clients connected"
+        + (f", {refused} refused" if refused else "")
+        + ("" if ready == args.clients else f" within {args.connect_timeout:.0f} s")
+        + "; training",
+        flush=True,
+    )
+    if ready < args.clients:
+        print("NOT ALL CLIENTS CONNECTED. Server log, errors so far:")
+        print(server.error_summary() or "  (none logged)", flush=True)
+
+
+def train_streamed(
+    server: Server, clients_pid: int, experiment_id: int, token: str, spec: dict[str, Any]
+) -> Training:
+    """Train the claimed run on the worker's path, `ReglabCallback` streaming each epoch
+    through `WorkerClient`; then finish it."""
+    from app.spec import ExperimentSpec
+    from reglab import ReglabCallback
+    from reglab.channels import ClaimedRunChannel, EpochPoint
+    from reglab.client import WorkerClient
+    from reglab.sender import Sender
+    from worker.training import train
+
+    training = Training()
+
+    class AckedChannel(ClaimedRunChannel):
+        def upload_epochs(self, points: Sequence[EpochPoint]) -> None:
+            super().upload_epochs(points)
+            now = time.time()
+            training.acked.extend((p.epoch, now - (p.time or now), len(points)) for p in points)
+
+    assert server.process is not None
+    pids = {"server": server.process.pid, "SSE clients": clients_pid}
+    worker = WorkerClient(server.url)
+    try:
+        sender = Sender(AckedChannel(worker, experiment_id, token)).start()
+        streaming = ReglabCallback(sender=sender)
+        cpu_before = {name: process_cpu(pid) for name, pid in pids.items()}
+        trainer_before = time.process_time()
+        began = time.perf_counter()
+        result = train(ExperimentSpec.model_validate(spec), [streaming])
+        if not sender.close(timeout=60):
+            raise RuntimeError("not every epoch reached the server")
+        training.seconds = time.perf_counter() - began
+        training.cpu = {"trainer": time.process_time() - trainer_before}
+        training.cpu.update(
+            {name: process_cpu(pid) - cpu_before[name] for name, pid in pids.items()}
+        )
+        training.holds = streaming.hold_seconds
+        worker.finish(experiment_id, token, status="succeeded", best_epoch=result.best_epoch)
+    finally:
+        worker.close()
+    return training
 
 
 def spread(label: str, values: list[float], digits: int = 1) -> list[str]:
@@ -274,30 +293,14 @@ def spread(label: str, values: list[float], digits: int = 1) -> list[str]:
     ]
 
 
-def report(
-    args: argparse.Namespace,
-    results: list[dict[str, Any]],
-    acked: list[tuple[int, float, int]],
-    holds: list[float],
-    trained: float,
-) -> None:
+def report(args: argparse.Namespace, results: list[dict[str, Any]], training: Training) -> None:
+    """The delays, the results against the target, the clients' failures, the CPU."""
     delays = [delay for client in results for _, delay in client["arrivals"]]
     last_by_epoch: dict[int, float] = {}
     for client in results:
         for epoch, delay in client["arrivals"]:
             last_by_epoch[epoch] = max(delay, last_by_epoch.get(epoch, 0.0))
-    slowest = list(last_by_epoch.values())
-    counts = [len(client["arrivals"]) for client in results]
-    complete = [
-        sorted(epoch for epoch, _ in client["arrivals"]) == list(range(args.epochs))
-        for client in results
-    ]
-    errors = [str(client["error"]) for client in results if client.get("error")]
-    to_ack = [delay for _, delay, _ in acked]
-    batch_sizes = [size for _, _, size in acked]
-    p99 = percentile(delays, 99)
-    connected = sum(1 for client in results if client["arrivals"] or client["final"])
-
+    trained = training.seconds
     print(
         f"trained {args.epochs} epochs in {trained:.1f} s "
         f"({trained / args.epochs * 1000:.0f} ms per epoch, the pace of the events)"
@@ -307,39 +310,18 @@ def report(
         ["", "p50", "p90", "p99", "max"],
         [
             spread("to each SSE client (all client x epoch pairs)", delays),
-            spread("to the last of the clients, per epoch", slowest),
-            spread("to the server's answer to the upload (trainer)", to_ack),
-            spread("callback hold of the training thread", holds, digits=3),
+            spread("to the last of the clients, per epoch", list(last_by_epoch.values())),
+            spread(
+                "to the server's answer to the upload (trainer)",
+                [delay for _, delay, _ in training.acked],
+            ),
+            spread("callback hold of the training thread", training.holds, digits=3),
         ],
     )
     print_table(
-        "Results",
-        ["figure", "measured", "target", ""],
-        [
-            ["p50 delay, epoch end -> SSE client", fmt_ms(median(delays), 1), "", ""],
-            [
-                f"p99 delay with {connected} of {args.clients} clients connected",
-                fmt_ms(p99, 1),
-                f"<= {TARGET_P99_S * 1000:.0f} ms with {args.clients}",
-                verdict(p99 <= TARGET_P99_S)
-                if connected == args.clients
-                else "NOT MEASURED (clients refused)",
-            ],
-            [
-                "metrics events per client (min / max)",
-                f"{min(counts, default=0)} / {max(counts, default=0)}",
-                f"{args.epochs} each",
-                verdict(all(complete) and not errors and len(results) == args.clients),
-            ],
-            ["clients that got every epoch", f"{sum(complete)} of {len(results)}", "all", ""],
-            [
-                "points per upload request (median / max)",
-                f"{median(batch_sizes):.0f} / {max(batch_sizes, default=0)}",
-                "",
-                "",
-            ],
-        ],
+        "Results", ["figure", "measured", "target", ""], results_rows(args, results, training)
     )
+    errors = [str(client["error"]) for client in results if client.get("error")]
     if errors:
         distinct: dict[str, int] = {}
         for error in errors:
@@ -347,6 +329,53 @@ def report(
         print(f"{len(errors)} of {len(results)} clients failed:")
         for error, count in sorted(distinct.items(), key=lambda item: -item[1]):
             print(f"  {count:3d} x {error}")
+    print(
+        "CPU per epoch while training: "
+        + ", ".join(
+            f"{name} {sec / args.epochs * 1000:.1f} ms" for name, sec in training.cpu.items()
+        )
+        + f" (2 cores give {2 * trained / args.epochs * 1000:.0f} ms per epoch in all)"
+    )
+
+
+def results_rows(
+    args: argparse.Namespace, results: list[dict[str, Any]], training: Training
+) -> list[list[str]]:
+    """The delay's p50 and p99 against the target, and whether every client got every epoch."""
+    delays = [delay for client in results for _, delay in client["arrivals"]]
+    counts = [len(client["arrivals"]) for client in results]
+    complete = [
+        sorted(epoch for epoch, _ in client["arrivals"]) == list(range(args.epochs))
+        for client in results
+    ]
+    failed = any(client.get("error") for client in results)
+    batch_sizes = [size for _, _, size in training.acked]
+    p99 = percentile(delays, 99)
+    connected = sum(1 for client in results if client["arrivals"] or client["final"])
+    return [
+        ["p50 delay, epoch end -> SSE client", fmt_ms(median(delays), 1), "", ""],
+        [
+            f"p99 delay with {connected} of {args.clients} clients connected",
+            fmt_ms(p99, 1),
+            f"<= {TARGET_P99_S * 1000:.0f} ms with {args.clients}",
+            verdict(p99 <= TARGET_P99_S)
+            if connected == args.clients
+            else "NOT MEASURED (clients refused)",
+        ],
+        [
+            "metrics events per client (min / max)",
+            f"{min(counts, default=0)} / {max(counts, default=0)}",
+            f"{args.epochs} each",
+            verdict(all(complete) and not failed and len(results) == args.clients),
+        ],
+        ["clients that got every epoch", f"{sum(complete)} of {len(results)}", "all", ""],
+        [
+            "points per upload request (median / max)",
+            f"{median(batch_sizes):.0f} / {max(batch_sizes, default=0)}",
+            "",
+            "",
+        ],
+    ]
 
 
 def main() -> None:

@@ -207,35 +207,46 @@ def statistics_cost(model: Any, repeats: int = 200) -> float:
     return median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=10, help="rounds (default 10)")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs per run (default 20)")
-    parser.add_argument(
-        "--warmup-epochs", type=int, default=3, help="untimed A and B run first (0: none)"
-    )
-    parser.add_argument(
-        "--no-diagnose",
-        action="store_true",
-        help="leave out C (B's path and callback with uploads that go nowhere)",
-    )
-    args = parser.parse_args()
-    variants = ("A", "B") if args.no_diagnose else ("A", "B", "C")
+LABELS = {
+    "A": "A plain fit",
+    "B": "B worker path + streaming to the server",
+    "C": "C worker path + streaming, no-op upload",
+}
 
-    print(f"machine: {machine()}; {loadavg()}")
-    print(f"{args.rounds} rounds x {args.epochs} epochs of the seed's MLP; first epoch dropped")
-    import keras
-    import tensorflow as tf
 
-    print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, backend {keras.backend.backend()}"
-    )
+@dataclass
+class Rounds:
+    """Every round's epoch times per variant (first epoch dropped), B's callback holds,
+    the costs outside the training thread, and the last model B trained."""
 
-    times: dict[str, list[list[float]]] = {name: [] for name in variants}
-    holds: list[float] = []
-    first_holds: list[float] = []
-    costs = Costs()
-    last_model = None
+    variants: tuple[str, ...]
+    times: dict[str, list[list[float]]]
+    holds: list[float] = field(default_factory=list)
+    first_holds: list[float] = field(default_factory=list)
+    costs: Costs = field(default_factory=Costs)
+    last_model: Any = None
+
+    def round_ratios(self, name: str) -> list[float]:
+        """Per round: the variant's median epoch ÷ A's."""
+        return [
+            median(x) / median(a) for a, x in zip(self.times["A"], self.times[name], strict=True)
+        ]
+
+    def paired(self, name: str) -> list[float]:
+        """Epoch by epoch within each round: the variant's time ÷ A's."""
+        return [
+            xi / ai
+            for a, x in zip(self.times["A"], self.times[name], strict=True)
+            for ai, xi in zip(a, x, strict=True)
+        ]
+
+    def pooled(self, name: str) -> list[float]:
+        return [t for r in self.times[name] for t in r]
+
+
+def run_rounds(args: argparse.Namespace, variants: tuple[str, ...]) -> Rounds:
+    """The warm-up, then `args.rounds` rounds of every variant in a rotating order."""
+    rounds = Rounds(variants, {name: [] for name in variants})
     # Lease long enough that this benchmark needs no heartbeats.
     with Server(env={"REGLAB_LEASE_SECONDS": "3600"}) as server:
         print(f"server: {server.url} (pid {server.process.pid if server.process else '?'})")
@@ -248,64 +259,60 @@ def main() -> None:
             if index % 2:
                 order = order[::-1]
             for which in order:
-                spec = seed_spec(args.epochs, f"bench-overhead-{index}-{which}")
-                if which == "A":
-                    times["A"].append(run_plain(spec)[1:])
-                elif which == "C":
-                    times["C"].append(run_local(spec)[1:])
-                else:
-                    epochs, hold, last_model = run_streamed(server, spec, costs)
-                    times["B"].append(epochs[1:])
-                    holds.extend(hold[1:])
-                    first_holds.append(hold[0])
-            line = "  ".join(f"{name} {median(times[name][-1]) * 1000:.1f} ms" for name in variants)
-            a = median(times["A"][-1])
+                run_variant(
+                    server, rounds, which, seed_spec(args.epochs, f"bench-overhead-{index}-{which}")
+                )
+            line = "  ".join(
+                f"{name} {median(rounds.times[name][-1]) * 1000:.1f} ms" for name in variants
+            )
+            a = median(rounds.times["A"][-1])
             ratios_now = "  ".join(
-                f"{name}/A {median(times[name][-1]) / a:.3f}" for name in variants[1:]
+                f"{name}/A {median(rounds.times[name][-1]) / a:.3f}" for name in variants[1:]
             )
             print(
                 f"round {index + 1}/{args.rounds} ({''.join(order)}): {line}  {ratios_now}",
                 flush=True,
             )
+    return rounds
 
-    def round_ratios(name: str) -> list[float]:
-        return [median(x) / median(a) for a, x in zip(times["A"], times[name], strict=True)]
 
-    def paired(name: str) -> list[float]:
-        return [
-            xi / ai
-            for a, x in zip(times["A"], times[name], strict=True)
-            for ai, xi in zip(a, x, strict=True)
-        ]
+def run_variant(server: Server, rounds: Rounds, which: str, spec: dict[str, Any]) -> None:
+    """One fit of variant `which`; its epoch times (and B's holds) go into `rounds`."""
+    if which == "A":
+        rounds.times["A"].append(run_plain(spec)[1:])
+    elif which == "C":
+        rounds.times["C"].append(run_local(spec)[1:])
+    else:
+        epochs, hold, rounds.last_model = run_streamed(server, spec, rounds.costs)
+        rounds.times["B"].append(epochs[1:])
+        rounds.holds.extend(hold[1:])
+        rounds.first_holds.append(hold[0])
 
-    pooled = {name: [t for r in times[name] for t in r] for name in variants}
-    ratios = round_ratios("B")
-    ratio = median(ratios)
-    hold_median, hold_p99 = median(holds), percentile(holds, 99)
-    stats_seconds = statistics_cost(last_model) if last_model is not None else float("nan")
-    timed_epochs = len(pooled["B"])
-    # Every epoch of B, the warm-up excluded, is in `costs` (the first epochs too).
-    uploaded_epochs = args.rounds * args.epochs
-    labels = {
-        "A": "A plain fit",
-        "B": "B worker path + streaming to the server",
-        "C": "C worker path + streaming, no-op upload",
-    }
+
+def print_epoch_times(rounds: Rounds) -> None:
+    """Each variant's epoch times, and against A's."""
+    a = median(rounds.pooled("A"))
     print_table(
         "Epoch times (each round's first epoch dropped)",
         ["", "median", "p90", "epochs", "median/A", "median of per-round ratios to A"],
         [
             [
-                labels[name],
-                fmt_ms(median(pooled[name]), 1),
-                fmt_ms(percentile(pooled[name], 90), 1),
-                len(pooled[name]),
-                f"{median(pooled[name]) / median(pooled['A']):.3f}",
-                "" if name == "A" else f"{median(round_ratios(name)):.3f}",
+                LABELS[name],
+                fmt_ms(median(rounds.pooled(name)), 1),
+                fmt_ms(percentile(rounds.pooled(name), 90), 1),
+                len(rounds.pooled(name)),
+                f"{median(rounds.pooled(name)) / a:.3f}",
+                "" if name == "A" else f"{median(rounds.round_ratios(name)):.3f}",
             ]
-            for name in variants
+            for name in rounds.variants
         ],
     )
+
+
+def ratio_rows(rounds: Rounds) -> list[list[str]]:
+    """(a): B's epoch time ÷ A's, against the target, with its spread (and C ÷ A)."""
+    ratios = rounds.round_ratios("B")
+    ratio = median(ratios)
     rows = [
         [
             "(a) epoch time B/A, median of per-round ratios",
@@ -320,18 +327,27 @@ def main() -> None:
             "",
             "",
         ],
-        ["    median of paired epoch ratios B/A", f"{median(paired('B')):.3f}", "", ""],
+        ["    median of paired epoch ratios B/A", f"{median(rounds.paired('B')):.3f}", "", ""],
     ]
-    if "C" in variants:
+    if "C" in rounds.variants:
         rows.append(
             [
                 "    C/A (the same path, no network or server)",
-                f"{median(round_ratios('C')):.3f}",
+                f"{median(rounds.round_ratios('C')):.3f}",
                 "",
                 "",
             ]
         )
-    rows += [
+    return rows
+
+
+def hold_rows(rounds: Rounds, uploaded_epochs: int) -> list[list[str]]:
+    """(b): how long the callback held the training thread, and the costs elsewhere."""
+    holds, costs = rounds.holds, rounds.costs
+    hold_median, hold_p99 = median(holds), percentile(holds, 99)
+    model = rounds.last_model
+    stats_seconds = statistics_cost(model) if model is not None else float("nan")
+    return [
         [
             "(b) callback hold per epoch, median",
             fmt_ms(hold_median, 3),
@@ -346,7 +362,7 @@ def main() -> None:
         ],
         [
             "    hold max / first epoch median",
-            f"{fmt_ms(max(holds), 3)} / {fmt_ms(median(first_holds), 3)}",
+            f"{fmt_ms(max(holds), 3)} / {fmt_ms(median(rounds.first_holds), 3)}",
             "",
             "",
         ],
@@ -374,11 +390,40 @@ def main() -> None:
             for name, value in REFERENCE_HOLD_MS.items()
         ],
     ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=10, help="rounds (default 10)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per run (default 20)")
+    parser.add_argument(
+        "--warmup-epochs", type=int, default=3, help="untimed A and B run first (0: none)"
+    )
+    parser.add_argument(
+        "--no-diagnose",
+        action="store_true",
+        help="leave out C (B's path and callback with uploads that go nowhere)",
+    )
+    args = parser.parse_args()
+    variants = ("A", "B") if args.no_diagnose else ("A", "B", "C")
+
+    print(f"machine: {machine()}; {loadavg()}")
+    print(f"{args.rounds} rounds x {args.epochs} epochs of the seed's MLP; first epoch dropped")
+    import keras
+    import tensorflow as tf
+
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, backend {keras.backend.backend()}"
+    )
+    rounds = run_rounds(args, variants)
+    print_epoch_times(rounds)
+    # Every epoch of B, the warm-up excluded, is in `costs` (the first epochs too).
+    rows = ratio_rows(rounds) + hold_rows(rounds, args.rounds * args.epochs)
     print_table("Results", ["figure", "measured", "target", ""], rows)
     print(f"at the end: {loadavg()}")
     print(
-        f"hold samples: {len(holds)}, epoch samples per variant: {timed_epochs} "
-        f"({args.rounds} rounds x {args.epochs - 1} epochs)"
+        f"hold samples: {len(rounds.holds)}, epoch samples per variant: "
+        f"{len(rounds.pooled('B'))} ({args.rounds} rounds x {args.epochs - 1} epochs)"
     )
 
 
