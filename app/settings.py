@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=2.0, gt=0)
     claim_wait_seconds: float = Field(default=20.0, ge=0, le=60)
     max_attempts: int = Field(default=1, ge=1, le=20)
+    # The most members one packed model of a sweep trains (larger groups are split).
+    max_pack: int = Field(default=32, ge=1, le=1024)
 
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     sse_send_timeout: float = Field(default=10.0, gt=0)

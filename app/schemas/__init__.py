@@ -24,7 +24,7 @@ from app.schemas.diagnostics import (
     VerdictOut,
     VerdictsOut,
 )
-from app.schemas.experiments import ExperimentList, ExperimentOut
+from app.schemas.experiments import ExperimentList, ExperimentOut, PackRef
 from app.schemas.health import Health, PluginOut, RegularizersOut, RunningExperiment, WorkerOut
 from app.schemas.metrics import MetricPoint, MetricsAck, MetricSeries, RunsMetrics
 from app.schemas.scripts import (
@@ -56,6 +56,11 @@ from app.schemas.worker import (
     HeartbeatOut,
     LeaseIn,
     MetricsIn,
+    PackClaim,
+    PackHeartbeatOut,
+    PackMember,
+    PointsAck,
+    PointsIn,
     StartedIn,
 )
 
@@ -88,7 +93,13 @@ __all__ = [
     "MetricSeries",
     "MetricsAck",
     "MetricsIn",
+    "PackClaim",
+    "PackHeartbeatOut",
+    "PackMember",
+    "PackRef",
     "PluginOut",
+    "PointsAck",
+    "PointsIn",
     "RegularizersOut",
     "RunningExperiment",
     "RunsMetrics",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -10,6 +11,15 @@ from app.models import Experiment, Status
 from app.schemas.common import UtcDatetime
 from app.schemas.scripts import ScriptInfo
 from app.spec import ExperimentSpec, Task
+
+
+class PackRef(BaseModel):
+    """The packed model a run trained in, with the other points of its sweep that differ
+    only in penalty strengths and dropout rates."""
+
+    id: int
+    members: int = Field(description="How many runs trained together in this pack")
+    index: int = Field(description="This run's member slot in the pack, from 0")
 
 
 class ExperimentOut(BaseModel):
@@ -46,9 +56,14 @@ class ExperimentOut(BaseModel):
     group_key: str | None = Field(
         description="Equal for runs whose specs differ only in name, notes and seed"
     )
+    pack: PackRef | None = Field(
+        default=None, description="The packed model it trained in with other sweep points"
+    )
 
     @classmethod
-    def of(cls, row: Experiment) -> ExperimentOut:
+    def of(cls, row: Experiment, pack_sizes: Mapping[int, int] | None = None) -> ExperimentOut:
+        """The run as the API shows it; `pack_sizes` (pack id → members) names its pack's
+        size (app/services/packs.sizes)."""
         assert row.id is not None
         spec: ExperimentSpec | None = None
         script: ScriptInfo | None = None
@@ -94,6 +109,15 @@ class ExperimentOut(BaseModel):
             sweep_id=row.sweep_id,
             point=row.point,
             group_key=row.group_key,
+            pack=(
+                PackRef(
+                    id=row.pack_id,
+                    members=(pack_sizes or {}).get(row.pack_id, 0),
+                    index=row.pack_index or 0,
+                )
+                if row.pack_id is not None
+                else None
+            ),
         )
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from app.models import Experiment, Sweep
-from app.schemas.common import UtcDatetime
+from app.schemas.common import Body, UtcDatetime
 from app.spec import Bool, ExperimentSpec, Float, Int, Name, Status
 
 MAX_RUNS = 200  # runs one sweep may queue (points times seeds)
@@ -15,11 +15,9 @@ MAX_RUNS = 200  # runs one sweep may queue (points times seeds)
 FiniteFloat = Annotated[Float, Field(allow_inf_nan=False)]
 
 
-class AxisIn(BaseModel):
+class AxisIn(Body):
     """One swept setting: a list of `values`, or a range `low`..`high` on a `scale`
     (drawn at random in random mode, `count` evenly spaced points in grid mode)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     path: str = Field(max_length=200, examples=["model.layers[*].regularizer.l2"])
     values: list[FiniteFloat] | None = Field(default=None, min_length=1, max_length=100)
@@ -31,10 +29,8 @@ class AxisIn(BaseModel):
     )
 
 
-class SweepIn(BaseModel):
+class SweepIn(Body):
     """A base spec, the axes to sweep, and how many seeds to run each point with."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: Name
     base: ExperimentSpec
@@ -47,6 +43,11 @@ class SweepIn(BaseModel):
     prune: Bool = Field(default=False, description="Stop runs that lag the sweep's median")
     prune_after: Int = Field(
         default=3, ge=1, le=1000, description="The first epoch (from 0) at which pruning may act"
+    )
+    pack: Bool = Field(
+        default=True,
+        description="Train the runs that differ only in penalty strengths and dropout rates "
+        "as one packed model (false: every run on its own)",
     )
 
 
@@ -61,6 +62,7 @@ class SweepOut(BaseModel):
     seeds: int
     prune: bool
     prune_after: int
+    pack: bool = Field(description="Whether runs that can train as one packed model do so")
     created_at: UtcDatetime
     experiment_ids: list[int]
     counts: dict[str, int] = Field(description="The sweep's runs by status")
@@ -83,6 +85,7 @@ class SweepOut(BaseModel):
             seeds=request.seeds,
             prune=request.prune,
             prune_after=request.prune_after,
+            pack=request.pack,
             created_at=row.created_at,
             experiment_ids=experiment_ids,
             counts=summary["counts"],
@@ -104,6 +107,7 @@ class SweepRunOut(BaseModel):
     epochs_total: int
     group_key: str | None
     error: str | None
+    pack_id: int | None = Field(default=None, description="The pack it trained in, if any")
 
     @classmethod
     def of(cls, row: Experiment) -> SweepRunOut:
@@ -124,6 +128,7 @@ class SweepRunOut(BaseModel):
             epochs_total=int(training.get("epochs", row.epochs_done)),
             group_key=row.group_key,
             error=row.error,
+            pack_id=row.pack_id,
         )
 
 

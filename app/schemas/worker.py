@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.schemas.common import Epoch, ErrorText, FiniteValues, ShortText, Token, UtcDatetime
+from app.schemas.common import Body, Epoch, ErrorText, FiniteValues, ShortText, Token, UtcDatetime
 from app.schemas.metrics import MetricPoint
-from app.spec import Bool, ExperimentSpec, Float, PluginName
+from app.spec import MAX_ID, Bool, ExperimentSpec, Float, Int, PluginName, json_bounds
 
 
-class ClaimIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClaimIn(Body):
     worker_id: Token
     host: ShortText
     devices: list[ShortText] = Field(default_factory=list, max_length=64)
@@ -30,24 +28,46 @@ class ClaimIn(BaseModel):
     )
 
 
-class ClaimOut(BaseModel):
+class PackMember(BaseModel):
     experiment_id: int
+    index: int = Field(description="The member's slot in the packed model")
+    spec: ExperimentSpec
+    attempt: int
+
+
+class PackClaim(BaseModel):
+    """Sweep points claimed together, to train as one packed model under one lease."""
+
+    id: int
+    members: list[PackMember]
+
+
+class ClaimOut(BaseModel):
+    experiment_id: int = Field(description="The run claimed (a pack's first member)")
     spec: ExperimentSpec
     attempt: int
     lease_token: str
     lease_seconds: float
     heartbeat_seconds: float
+    pack: PackClaim | None = Field(
+        default=None,
+        description="Set when the run is a member of a pack: every member claimed with it "
+        "(the run itself included), all under this lease token",
+    )
 
 
-class LeaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LeaseIn(Body):
     lease_token: Token
 
 
 class HeartbeatOut(BaseModel):
     cancel: bool = Field(description="True when the run was cancelled or pruned: stop its training")
     lease_expires_at: UtcDatetime | None
+
+
+class PackHeartbeatOut(BaseModel):
+    cancel: bool = Field(description="True when no member is left running: stop the pack")
+    stopped: list[int] = Field(description="The members cancelled or pruned: stop training them")
 
 
 class StartedIn(LeaseIn):
@@ -58,18 +78,37 @@ class MetricsIn(LeaseIn):
     points: list[MetricPoint] = Field(min_length=1, max_length=1000)
 
 
+class RunMetricPoint(MetricPoint):
+    experiment_id: Int = Field(ge=1, le=MAX_ID, description="The run (a pack's member)")
+
+
+class PointsIn(LeaseIn):
+    """Epochs of the runs one lease holds (a pack's members), stored in one transaction."""
+
+    points: list[RunMetricPoint] = Field(min_length=1, max_length=10_000)
+
+
+class PointsAck(BaseModel):
+    stored: int = Field(description="Values stored")
+    new_epochs: dict[int, list[int]] = Field(description="Each run's epochs new to the server")
+    stopped: list[int] = Field(
+        description="Runs cancelled or pruned: their points were not stored; stop training them"
+    )
+
+
+def _only_failures_retry(schema: dict[str, Any]) -> None:
+    """What FinishIn's validator checks, said in its schema too: only a failure retries."""
+    json_bounds(schema)
+    schema["anyOf"] = [
+        {"properties": {"status": {"const": "failed"}}},
+        {"properties": {"retryable": {"const": False}}},
+    ]
+
+
 class FinishIn(LeaseIn):
     """The end of an attempt: succeeded, or failed with its error and epoch."""
 
-    model_config = ConfigDict(
-        # What the validator below checks, said in the schema too: only a failure retries.
-        json_schema_extra={
-            "anyOf": [
-                {"properties": {"status": {"const": "failed"}}},
-                {"properties": {"retryable": {"const": False}}},
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=_only_failures_retry)
 
     status: Literal["succeeded", "failed"]
     error: ErrorText | None = None

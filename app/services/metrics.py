@@ -15,11 +15,10 @@ from sqlmodel import Session, col, select
 from app import events
 from app.db import dialect_insert
 from app.errors import NotFound
-from app.models import BatchMetric, Event, Experiment, Metric, Status, utcnow
-from app.services import experiments, sweeps
+from app.models import BatchMetric, Event, Experiment, Metric, Status
+from app.services import experiments
+from app.services.ingest import EpochPoint, store
 from app.services.queue import EPOCH_KINDS, held
-
-EpochPoint = tuple[int, dict[str, float], float | None]
 
 
 def ingest(
@@ -43,59 +42,10 @@ def ingest(
 
 def store_epochs(*, session: Session, row: Experiment, points: Sequence[EpochPoint]) -> list[int]:
     """Upsert epochs of a locked run, record one `metrics` event per new epoch of its
-    attempt and update the run's summary (last values, best validation data loss); the
-    caller commits.
-
-    Shared by the worker's uploads and by script runs (ReglabCallback)."""
+    attempt and update the run's summary (the bulk path of app/services/ingest.py, for one
+    run); the caller commits. Shared by the worker's uploads and by script runs."""
     assert row.id is not None
-    experiment_id = row.id
-    metric_rows = [
-        {"experiment_id": experiment_id, "epoch": epoch, "name": name, "value": value}
-        for epoch, values, _ in points
-        for name, value in values.items()
-    ]
-    if metric_rows:
-        statement = dialect_insert(session, Metric)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["experiment_id", "epoch", "name"],
-                set_={"value": statement.excluded.value},
-            ),
-            metric_rows,
-        )
-    new_epochs: list[int] = []
-    now = utcnow()
-    for epoch, values, time in sorted(points, key=lambda point: point[0]):
-        data = {"epoch": epoch, "values": values, "time": time}
-        event_id = session.execute(
-            dialect_insert(session, Event)
-            .values(
-                experiment_id=experiment_id,
-                kind="metrics",
-                attempt=row.attempt,
-                epoch=epoch,
-                data=data,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["experiment_id", "kind", "attempt", "epoch"])
-            .returning(col(Event.id))
-        ).scalar()
-        if event_id is not None:
-            new_epochs.append(epoch)
-            events.remember(session, events.StreamEvent(event_id, experiment_id, "metrics", data))
-
-    last_epoch, last_values, _ = max(points, key=lambda point: point[0])
-    if last_epoch + 1 >= row.epochs_done:
-        row.epochs_done = last_epoch + 1
-        row.last_metrics = {**row.last_metrics, **last_values}
-    for epoch, values, _ in points:
-        value = values.get("val_data_loss")
-        if value is not None and (row.best_val_data_loss is None or value < row.best_val_data_loss):
-            row.best_val_data_loss, row.best_epoch = value, epoch
-    session.add(row)
-    if new_epochs and row.sweep_id is not None:
-        sweeps.after_metrics(session=session, row=row, new_epochs=new_epochs)
-    return new_epochs
+    return store(session=session, uploads=[(row, points)]).get(row.id, [])
 
 
 Columns = dict[str, list[float | None]]

@@ -66,7 +66,8 @@ def claim(
     lease_seconds: float,
     plugins: list[str] | None = None,
 ) -> Experiment | None:
-    """Take the oldest queued experiment for this worker, or None when there is none."""
+    """Take the oldest queued experiment for this worker, or None when there is none; a
+    pack's member comes with its queued pack mates, under the same lease."""
     touch_worker(session=session, worker_id=worker_id, host=host, devices=devices, plugins=plugins)
     row = session.exec(
         select(Experiment)
@@ -76,24 +77,40 @@ def claim(
         .with_for_update(skip_locked=True)
     ).first()
     if row is not None:
-        assert row.id is not None
         now = utcnow()
-        _forget_earlier_attempts(session=session, row=row)
-        change_status(
-            row,
-            Status.running,
-            session=session,
-            attempt=row.attempt + 1,
-            lease_token=secrets.token_hex(16),
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            worker_id=worker_id,
-            started_at=now,
-            device=None,
-            error=None,
-            error_epoch=None,
-        )
+        lease = {
+            "lease_token": secrets.token_hex(16),
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "worker_id": worker_id,
+            "started_at": now,
+            "device": None,
+            "error": None,
+            "error_epoch": None,
+        }
+        for claimed in [row, *_pack_mates(session=session, row=row)]:
+            _forget_earlier_attempts(session=session, row=claimed)
+            change_status(
+                claimed, Status.running, session=session, attempt=claimed.attempt + 1, **lease
+            )
     session.commit()
     return row
+
+
+def _pack_mates(*, session: Session, row: Experiment) -> list[Experiment]:
+    """The other queued members of `row`'s pack: a pack is claimed whole, under one lease
+    (the members requeued after a failed attempt, so a pack is retried as a pack)."""
+    if row.pack_id is None:
+        return []
+    return list(
+        session.exec(
+            select(Experiment)
+            .where(Experiment.pack_id == row.pack_id)
+            .where(Experiment.status == Status.queued)
+            .where(col(Experiment.id) != row.id)
+            .order_by(col(Experiment.id))
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
 
 
 def _forget_earlier_attempts(*, session: Session, row: Experiment) -> None:

@@ -15,15 +15,17 @@ from app.domain.sweeps import SweepInvalid, expand
 from app.errors import FieldProblem, InvalidField, NotFound
 from app.models import FINAL_STATUSES, Experiment, Metric, Status, Sweep
 from app.schemas.sweeps import SweepDetail, SweepIn, SweepList, SweepOut, SweepRunOut
-from app.services import datasets, experiments
+from app.services import datasets, experiments, packs
 
 # Fewest other runs of the sweep with a value at an epoch before pruning judges by them.
 MIN_PEERS = 2
 PRUNE_METRIC = "val_data_loss"  # penalty-free, so runs with different λ compare fairly
 
 
-def create(*, session: Session, request: SweepIn, max_attempts: int) -> Sweep:
-    """Queue one run per point and seed, tagged with the new sweep, in one transaction.
+def create(*, session: Session, request: SweepIn, max_attempts: int, max_pack: int = 32) -> Sweep:
+    """Queue one run per point and seed, tagged with the new sweep, in one transaction;
+    unless the request says `pack: false`, the runs that can train as one packed model
+    (app/services/packs.py) are grouped into packs of at most `max_pack` members.
 
     Raises InvalidField naming the request's field (`body.axes.0.path`, ...).
     """
@@ -39,7 +41,7 @@ def create(*, session: Session, request: SweepIn, max_attempts: int) -> Sweep:
     sweep = Sweep(name=request.name, spec=stored)
     session.add(sweep)
     session.flush()
-    for run in planned:
+    rows = [
         experiments.create(
             session=session,
             spec=run.spec,
@@ -48,6 +50,11 @@ def create(*, session: Session, request: SweepIn, max_attempts: int) -> Sweep:
             point=run.point,
             commit=False,
         )
+        for run in planned
+    ]
+    if request.pack:
+        for members in packs.plan([run.spec for run in planned], max_pack=max_pack):
+            packs.create(session=session, sweep_id=sweep.id, rows=[rows[i] for i in members])
     session.commit()
     return sweep
 

@@ -195,8 +195,12 @@ def statuses(ids: list[int]) -> list[str]:
 
 
 def test_a_run_worse_than_the_median_is_pruned(api: TestClient) -> None:
+    # Runs claimed one by one (packed members are pruned alike: tests/app/test_packs.py).
     body = sweep_body(
-        axes=[{"path": L2, "values": [1e-4, 1e-3, 1e-2, 1e-1]}], prune=True, prune_after=2
+        axes=[{"path": L2, "values": [1e-4, 1e-3, 1e-2, 1e-1]}],
+        prune=True,
+        prune_after=2,
+        pack=False,
     )
     sweep = api.post("/api/sweeps", json=body).json()
     runs = claim_all(4)
@@ -232,7 +236,8 @@ def test_a_run_worse_than_the_median_is_pruned(api: TestClient) -> None:
 
 def test_pruning_is_off_by_default_and_needs_peers(api: TestClient) -> None:
     sweep = api.post(
-        "/api/sweeps", json=sweep_body(axes=[{"path": L2, "values": [1e-4, 1e-3, 1e-2]}])
+        "/api/sweeps",
+        json=sweep_body(axes=[{"path": L2, "values": [1e-4, 1e-3, 1e-2]}], pack=False),
     ).json()
     runs = claim_all(3)
     for epoch in range(6):
@@ -243,7 +248,9 @@ def test_pruning_is_off_by_default_and_needs_peers(api: TestClient) -> None:
 
     pruning = api.post(
         "/api/sweeps",
-        json=sweep_body(axes=[{"path": L2, "values": [1e-4, 1e-3]}], prune=True, prune_after=1),
+        json=sweep_body(
+            axes=[{"path": L2, "values": [1e-4, 1e-3]}], prune=True, prune_after=1, pack=False
+        ),
     ).json()
     pair = claim_all(2)
     for epoch in range(4):

@@ -24,7 +24,7 @@ from app.schemas import (
     MetricSeries,
     not_found,
 )
-from app.services import artifacts, experiments, metrics
+from app.services import artifacts, experiments, metrics, packs
 from app.spec import ExperimentSpec
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
@@ -57,13 +57,15 @@ def list_experiments(
     rows, total = experiments.list_experiments(
         session=session, status=status, name=name, ids=ids, limit=limit, offset=offset
     )
-    return ExperimentList(items=[ExperimentOut.of(row) for row in rows], total=total)
+    sizes = packs.sizes(session=session, rows=rows)
+    return ExperimentList(items=[ExperimentOut.of(row, sizes) for row in rows], total=total)
 
 
 @router.get("/{experiment_id}", response_model=ExperimentOut, responses=NOT_FOUND)
-def read(experiment: ExperimentDep) -> ExperimentOut:
-    """One experiment, with a summary of its latest metrics."""
-    return ExperimentOut.of(experiment)
+def read(experiment: ExperimentDep, session: ReadSessionDep) -> ExperimentOut:
+    """One experiment, with a summary of its latest metrics (and its pack, if it trained
+    in one)."""
+    return ExperimentOut.of(experiment, packs.sizes(session=session, rows=[experiment]))
 
 
 @router.get(

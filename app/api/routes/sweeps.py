@@ -16,8 +16,15 @@ NOT_FOUND = not_found("sweep")
 
 @router.post("", status_code=201, response_model=SweepDetail, responses=BAD_BODY)
 def create(body: SweepIn, session: SessionDep, settings: SettingsDep) -> SweepDetail:
-    """Queue one experiment per point of the axes and per seed, tagged with the sweep."""
-    row = sweeps.create(session=session, request=body, max_attempts=settings.max_attempts)
+    """Queue one experiment per point of the axes and per seed, tagged with the sweep; the
+    points that differ only in penalty strengths and dropout rates train together as one
+    packed model (each still its own run), unless `pack` is false."""
+    row = sweeps.create(
+        session=session,
+        request=body,
+        max_attempts=settings.max_attempts,
+        max_pack=settings.max_pack,
+    )
     return sweeps.detail(session=session, row=row)
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.api.deps import ExperimentId, SessionDep, SettingsDep
+from app.db import session_scope
 from app.models import Status
 from app.schemas import (
     BAD_BODY,
@@ -22,10 +23,16 @@ from app.schemas import (
     LeaseIn,
     MetricsAck,
     MetricsIn,
+    PackClaim,
+    PackHeartbeatOut,
+    PackMember,
+    PointsAck,
+    PointsIn,
     StartedIn,
     Token,
 )
-from app.services import artifacts, claims, metrics, queue
+from app.schemas.common import MAX_ID
+from app.services import artifacts, claims, ingest, metrics, packs, queue
 from app.spec import ExperimentSpec
 
 router = APIRouter(prefix="/worker", tags=["worker"])
@@ -34,7 +41,8 @@ LEASE_LOST: dict[int | str, dict[str, Any]] = {
 }
 # The calls with a JSON body: also 400 (unreadable body) and 413 (too large).
 JSON_LEASE_LOST = {**BAD_BODY, **LEASE_LOST}
-_FILE = {"type": "string", "format": "binary"}
+_FILE = {"type": "string", "format": "binary", "minLength": 1}
+PackId = Annotated[int, Path(ge=1, le=MAX_ID, description="The pack's id")]
 
 
 @router.post(
@@ -65,6 +73,25 @@ async def claim(body: ClaimIn, request: Request, settings: SettingsDep) -> Claim
     if row is None:
         return Response(status_code=204)
     assert row.id is not None and row.lease_token is not None
+    pack = None
+    if row.pack_id is not None:
+        with session_scope() as session:
+            members = packs.members(
+                session=session, pack_id=row.pack_id, lease_token=row.lease_token
+            )
+        pack = PackClaim(
+            id=row.pack_id,
+            members=[
+                PackMember(
+                    experiment_id=member.id,
+                    index=member.pack_index or 0,
+                    spec=ExperimentSpec.model_validate(member.spec),
+                    attempt=member.attempt,
+                )
+                for member in members
+                if member.id is not None
+            ],
+        )
     return ClaimOut(
         experiment_id=row.id,
         spec=ExperimentSpec.model_validate(row.spec),
@@ -72,6 +99,7 @@ async def claim(body: ClaimIn, request: Request, settings: SettingsDep) -> Claim
         lease_token=row.lease_token,
         lease_seconds=settings.lease_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
+        pack=pack,
     )
 
 
@@ -115,6 +143,47 @@ def upload_metrics(experiment_id: ExperimentId, body: MetricsIn, session: Sessio
         points=[(point.epoch, point.values, point.time) for point in body.points],
     )
     return MetricsAck(stored=sum(len(point.values) for point in body.points), new_epochs=new_epochs)
+
+
+@router.post("/metrics", response_model=PointsAck, responses=JSON_LEASE_LOST)
+def upload_points(body: PointsIn, session: SessionDep) -> PointsAck:
+    """Store epochs of the runs one lease holds (a pack's members: every member's epoch in
+    one request), in one transaction. A run cancelled or pruned meanwhile stores nothing
+    more and is named in `stopped`; resending an epoch stores nothing twice."""
+    stored = ingest.ingest_points(
+        session=session,
+        lease_token=body.lease_token,
+        points=[
+            (point.experiment_id, (point.epoch, point.values, point.time)) for point in body.points
+        ],
+    )
+    return PointsAck(stored=stored.values, new_epochs=stored.new_epochs, stopped=stored.stopped)
+
+
+@router.post(
+    "/packs/{pack_id}/heartbeat", response_model=PackHeartbeatOut, responses=JSON_LEASE_LOST
+)
+def pack_heartbeat(
+    pack_id: PackId, body: LeaseIn, session: SessionDep, settings: SettingsDep
+) -> PackHeartbeatOut:
+    """Renew the lease of a pack's running members; `stopped` names the members to stop
+    (cancelled, pruned) and `cancel` says none is left running."""
+    stopped, cancel = packs.heartbeat(
+        session=session,
+        pack_id=pack_id,
+        lease_token=body.lease_token,
+        lease_seconds=settings.lease_seconds,
+    )
+    return PackHeartbeatOut(cancel=cancel, stopped=stopped)
+
+
+@router.post("/packs/{pack_id}/started", status_code=204, responses=JSON_LEASE_LOST)
+def pack_started(pack_id: PackId, body: StartedIn, session: SessionDep) -> Response:
+    """The pack's training child is up: record the device on every running member."""
+    packs.started(
+        session=session, pack_id=pack_id, lease_token=body.lease_token, device=body.device
+    )
+    return Response(status_code=204)
 
 
 @router.put(
