@@ -77,9 +77,9 @@ def full_gcs(log: Path, spans: list[Timed]) -> list[tuple[int, float]]:
     time.sleep(0.1)
     entries = []
     for line in log.read_text().splitlines():
-        end, generation, pause = line.split()
+        at, generation, pause = line.split()
         if generation == "2":
-            entries.append((float(end), float(pause)))
+            entries.append((float(at), float(pause)))
     out = []
     for _, _, start, end in spans:
         inside = [pause for at, pause in entries if start <= at <= end + 0.002]

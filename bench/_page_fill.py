@@ -111,7 +111,7 @@ def fill_compare_runs(url: str) -> list[int]:
         for index in range(COMPARE_RUNS):
             rng = random.Random(index)
             start = time.time() - EPOCHS * 0.05
-            points = [
+            points: list[dict[str, Any]] = [
                 {
                     "epoch": epoch,
                     "values": epoch_values(epoch, index, rng),
@@ -182,18 +182,24 @@ def add_experiment(
     assert claimed.lease_token is not None
     epoch = {"succeeded": EPOCHS - 1, "failed": 17, "running": 42}[fate]
     values = epoch_values(epoch, index % 20, rng)
-    lease = {"session": session, "experiment_id": row.id, "lease_token": claimed.lease_token}
-    metrics.ingest(**lease, points=[(epoch, values, None)])
+    token = claimed.lease_token
+    metrics.ingest(
+        session=session, experiment_id=row.id, lease_token=token, points=[(epoch, values, None)]
+    )
     if fate == "succeeded":
         queue.finish(
-            **lease,
+            session=session,
+            experiment_id=row.id,
+            lease_token=token,
             status=Status.succeeded,
             test_metrics={"test_loss": values["val_loss"]},
             best_epoch=60,
         )
     elif fate == "failed":
         queue.finish(
-            **lease,
+            session=session,
+            experiment_id=row.id,
+            lease_token=token,
             status=Status.failed,
             error=f"diverged at epoch {epoch + 1}",
             error_epoch=epoch + 1,

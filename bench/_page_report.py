@@ -74,9 +74,14 @@ def jms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} ms"
 
 
+def mark(entry: dict[str, Any] | None, key: str) -> float | None:
+    """A resource's time (`start` or `end`, ms), None where it was not loaded."""
+    return None if entry is None else float(entry[key])
+
+
 def span(entry: dict[str, Any] | None) -> str:
     """A resource's fetch, start -> end (ms since navigation start)."""
-    return f"{jms(entry and entry['start'])} -> {jms(entry and entry['end'])}"
+    return f"{jms(mark(entry, 'start'))} -> {jms(mark(entry, 'end'))}"
 
 
 def plotly_transfer(loads: list[Load], visit: str) -> float:
@@ -130,11 +135,11 @@ def print_compare_loads(loads: list[Load]) -> None:
                 jms(bench.get("firstChartPainted")),
                 jms(bench.get("allChartsPainted")),
                 jms(load["nav"]["responseEnd"]),
-                jms(plotly and plotly["end"]),
+                jms(mark(plotly, "end")),
                 jms(plotly_eval(load)),
                 jms(bench.get("interactive")),
                 span(resource(load, r"/api/metrics\?")),
-                jms(listing and listing["end"]),
+                jms(mark(listing, "end")),
                 f"{jms(react[0][0]) if react else 'n/a'} +{sum(b - a for a, b, _ in react):.0f}",
                 kib(transferred(load)),
             ]
@@ -245,7 +250,7 @@ def print_runs_loads(listing: ListFigures) -> None:
                 f"{load['repeat']} {load['cache']}",
                 jms(load["bench"].get("rowsPainted")),
                 jms(load["nav"]["responseEnd"]),
-                jms(script and script["end"]),
+                jms(mark(script, "end")),
                 span(resource(load, r"/api/experiments\?")),
                 str(load["rows"]),
                 kib(transferred(load)),
