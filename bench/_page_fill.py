@@ -186,21 +186,16 @@ def add_experiment(
     metrics.ingest(
         session=session, experiment_id=row.id, lease_token=token, points=[(epoch, values, None)]
     )
-    if fate == "succeeded":
-        queue.finish(
-            session=session,
-            experiment_id=row.id,
-            lease_token=token,
-            status=Status.succeeded,
-            test_metrics={"test_loss": values["val_loss"]},
-            best_epoch=60,
-        )
-    elif fate == "failed":
-        queue.finish(
-            session=session,
-            experiment_id=row.id,
-            lease_token=token,
-            status=Status.failed,
-            error=f"diverged at epoch {epoch + 1}",
-            error_epoch=epoch + 1,
-        )
+    if fate == "running":
+        return
+    succeeded = fate == "succeeded"
+    queue.finish(
+        session=session,
+        experiment_id=row.id,
+        lease_token=token,
+        status=Status.succeeded if succeeded else Status.failed,
+        test_metrics={"test_loss": values["val_loss"]} if succeeded else None,
+        best_epoch=60 if succeeded else None,
+        error=None if succeeded else f"diverged at epoch {epoch + 1}",
+        error_epoch=None if succeeded else epoch + 1,
+    )
