@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import math
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,8 +22,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.routing import Match
 
+from app.api.links import add_links
 from app.api.routes import (
     auth,
     datasets,
@@ -155,16 +156,27 @@ async def _invalid_field(_: Request, exc: Exception) -> JSONResponse:
     return _field_errors(exc.errors())
 
 
+def _documented_methods(app: FastAPI, path: str) -> set[str]:
+    """The methods that the OpenAPI document gives the path (a template like
+    /api/experiments/{experiment_id} matches any one segment in its place)."""
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        parts = template.split("/")
+        pattern = "/".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
+        if re.fullmatch(pattern, path):
+            methods |= {method.upper() for method in operations if method.upper() in _METHODS}
+    return methods
+
+
+_METHODS = {"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"}
+
+
 async def _http_error(request: Request, exc: Exception) -> Any:
-    """FastAPI's answer, except that a 405's `Allow` lists every method of the path: the
-    router names only those of the first route it found for the path (one per method)."""
+    """FastAPI's answer, except that a 405's `Allow` lists every documented method of the
+    path: the router names only those of the first route it found for it."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 405:
-        methods: set[str] = set()
-        for route in request.app.router.routes:
-            match, _ = route.matches(request.scope)
-            if match != Match.NONE:
-                methods |= set(getattr(route, "methods", None) or ())
+        methods = _documented_methods(request.app, request.url.path)
         if methods:
             exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
     return await http_exception_handler(request, exc)
@@ -215,6 +227,8 @@ def create_app() -> FastAPI:
     app.include_router(auth.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    document = app.openapi
+    app.openapi = lambda: app.openapi_schema or add_links(document())  # type: ignore[method-assign]
     return app
 
 

@@ -49,6 +49,12 @@ class UtcDateTime(TypeDecorator[datetime]):
 Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# A deleted row's id is never given to a new one (SQLite reuses the highest id unless told
+# not to; PostgreSQL's sequences never go back): a page, a link or a Last-Event-ID that
+# names a deleted run or event names nothing rather than another.
+_NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 def _id() -> Any:
     return Field(default=None, primary_key=True, sa_type=Int64)
 
@@ -71,6 +77,7 @@ class Experiment(SQLModel, table=True):
             sqlite_where=text("status = 'queued'"),
             postgresql_where=text("status = 'queued'"),
         ),
+        _NEVER_REUSED,
     )
 
     id: int | None = _id()
@@ -136,6 +143,7 @@ class Event(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint("experiment_id", "kind", "attempt", "epoch", name="uq_event_epoch"),
+        _NEVER_REUSED,
     )
 
     id: int | None = _id()
@@ -183,6 +191,8 @@ class Pack(SQLModel, table=True):
     network, seed and training settings; their own penalty strengths and dropout rates),
     claimed, leased and retried together as one job."""
 
+    __table_args__ = _NEVER_REUSED
+
     id: int | None = _id()
     sweep_id: int | None = Field(default=None, foreign_key="sweep.id", index=True, sa_type=Int64)
     members: int
@@ -193,6 +203,8 @@ class Pack(SQLModel, table=True):
 
 class Sweep(SQLModel, table=True):
     """A family of runs: one base spec, the swept settings and the seeds per point."""
+
+    __table_args__ = _NEVER_REUSED
 
     id: int | None = _id()
     name: str = Field(max_length=200)
@@ -208,6 +220,8 @@ class Dataset(SQLModel, table=True):
 
     `path` is chosen by the server (relative to the data folder), never taken from a request.
     """
+
+    __table_args__ = _NEVER_REUSED
 
     id: int | None = _id()
     name: str = Field(max_length=200)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,17 +40,44 @@ def _integral(value: object) -> object:
 Int = Annotated[int, BeforeValidator(_integral), Strict()]
 Float = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
-# The largest id a row can have: ids are BIGINT (64-bit) columns on PostgreSQL and SQLite.
-MAX_ID = 2**63 - 1
+# The largest id the API takes or gives: ids are BIGINT columns (64-bit), and a JSON reader
+# holds integers exactly up to 2**53 - 1 (a browser's Number.MAX_SAFE_INTEGER).
+MAX_ID = 2**53 - 1
+
+
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def json_bounds(schema: dict[str, Any]) -> None:
+    """Bounds under the names JSON Schema gives them: pydantic writes a bound on an `Int`
+    behind an alias or in an optional field under its own name (`ge`), which no reader of
+    the OpenAPI document knows (a model's `json_schema_extra`)."""
+    for key, value in list(schema.items()):
+        if key in _BOUNDS and isinstance(value, int | float) and "type" in schema:
+            schema[_BOUNDS[key]] = schema.pop(key)
+        elif isinstance(value, dict):
+            json_bounds(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    json_bounds(item)
 
 
 class OnlyPatternKeys:
     """JSON schema of a mapping whose keys have a pattern: pydantic lists the pattern under
-    `patternProperties`, which leaves other keys allowed; the server refuses them."""
+    `patternProperties`, which leaves other keys allowed; the server refuses them. Said
+    as `propertyNames` (every key matches) and `additionalProperties` (every value)."""
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Any:
         schema = handler(core_schema)
-        schema["additionalProperties"] = False
+        patterns = schema.pop("patternProperties", {})
+        if len(patterns) == 1:
+            ((pattern, values),) = patterns.items()
+            schema["propertyNames"] = {**schema.get("propertyNames", {}), "pattern": pattern}
+            schema["additionalProperties"] = values
+        else:
+            schema["patternProperties"] = patterns
+            schema["additionalProperties"] = False
         return schema
 
 
@@ -130,9 +158,12 @@ Activation = Literal["relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish", 
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 
 Strength = Annotated[Float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+# Checked as given (what the OpenAPI document says: some character that is not a space),
+# then stored without surrounding spaces.
 Name = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*$"),
+    StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$"),
+    AfterValidator(str.strip),
 ]
 Notes = Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")]
 
@@ -148,7 +179,7 @@ DEFAULT_STRENGTH = 0.01
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=json_bounds)
 
 
 class RegularizerSpec(_Strict):

@@ -45,7 +45,8 @@ _IDS = r"^\d{1,18}(,\d{1,18}){0,99}$"
 
 
 def _parse_ids(text: str) -> list[int]:
-    """Each id once, in the order given (18 digits never pass MAX_ID)."""
+    """Each id once, in the order given (18 digits stay within BIGINT; an id past MAX_ID
+    names no run and is listed as missing)."""
     return list(dict.fromkeys(int(part) for part in text.split(",")))
 
 

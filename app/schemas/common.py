@@ -6,10 +6,10 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.spec import MAX_ID as MAX_ID
-from app.spec import Float, Int, OnlyPatternKeys
+from app.spec import Float, Int, OnlyPatternKeys, json_bounds
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -45,6 +45,12 @@ def _finite(values: dict[str, float]) -> dict[str, float]:
 
 # Metric values by name: finite numbers (JSON has no NaN), names of the pattern only.
 FiniteValues = Annotated[dict[MetricName, Float], AfterValidator(_finite), OnlyPatternKeys()]
+
+
+class Body(BaseModel):
+    """A request body: unknown fields refused, bounds named as JSON Schema names them."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=json_bounds)
 
 
 class ErrorOut(BaseModel):

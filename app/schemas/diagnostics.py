@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import Epoch, Token
+from app.schemas.common import Body, Epoch, Token
 from app.spec import Float, OnlyPatternKeys
 
 LayerName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/\-]+$")]
@@ -29,9 +29,7 @@ class LayerHistogram(BaseModel):
         return self
 
 
-class HistogramsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class HistogramsIn(Body):
     lease_token: Token
     epoch: Epoch
     layers: Annotated[dict[LayerName, LayerHistogram], OnlyPatternKeys()] = Field(max_length=100)

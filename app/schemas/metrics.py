@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from app.schemas.common import Epoch, FiniteValues
+from app.schemas.common import Body, Epoch, FiniteValues
 from app.spec import Float
 
 
-class MetricPoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MetricPoint(Body):
     epoch: Epoch
     values: FiniteValues = Field(max_length=500)
     time: Float | None = Field(default=None, ge=0, le=1e11, description="Unix time of epoch end")

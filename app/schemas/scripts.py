@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
-from app.schemas.common import Epoch, ErrorText, FiniteValues, ShortText
+from app.schemas.common import Body, Epoch, ErrorText, FiniteValues, ShortText
 from app.schemas.metrics import MetricPoint
 from app.spec import Float, Int, Status, Task
 
 MAX_STEP = 10**9
 
 
-class ScriptLayer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ScriptLayer(Body):
     name: ShortText
     type: ShortText = Field(description="The Keras class, e.g. Dense")
     units: Int | None = Field(default=None, ge=0, le=10**9)
@@ -24,11 +22,9 @@ class ScriptLayer(BaseModel):
     dropout: Float | None = Field(default=None, ge=0, le=1)
 
 
-class ScriptInfo(BaseModel):
+class ScriptInfo(Body):
     """What a user's own training script tells about itself (ReglabCallback fills it in
     from the model and `fit`'s parameters); it stands in for the spec of a queued run."""
-
-    model_config = ConfigDict(extra="forbid")
 
     task: Task = "classification"
     epochs: Int | None = Field(default=None, ge=1, le=10**6)
@@ -47,29 +43,21 @@ class ScriptInfo(BaseModel):
     )
 
 
-class ScriptRunIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ScriptRunIn(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
     script: ScriptInfo = Field(default_factory=ScriptInfo)
 
 
-class ScriptMetricsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ScriptMetricsIn(Body):
     points: list[MetricPoint] = Field(min_length=1, max_length=1000)
 
 
-class StepPoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StepPoint(Body):
     step: Int = Field(ge=0, le=MAX_STEP, description="Training step (batch) since the start")
     values: FiniteValues = Field(min_length=1, max_length=100)
 
 
-class StepsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StepsIn(Body):
     points: list[StepPoint] = Field(min_length=1, max_length=5000)
 
 
@@ -83,9 +71,7 @@ class ScriptHeartbeatOut(BaseModel):
     lease_seconds: float = Field(description="Silence longer than this fails the run")
 
 
-class ScriptFinishIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ScriptFinishIn(Body):
     status: Literal["succeeded", "failed", "cancelled"]
     error: ErrorText | None = None
     error_epoch: Epoch | None = None

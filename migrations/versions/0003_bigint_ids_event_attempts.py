@@ -5,9 +5,11 @@ Revises: 0002
 Create Date: 2026-12-06 10:00:00.000000
 
 PostgreSQL's INTEGER stops at 2**31 - 1: every id (and a dataset's byte count) becomes
-BIGINT, and so do the sequences that number new rows. SQLite's INTEGER is 64-bit already,
-so there only the event table changes: an `attempt` column, part of the key of an epoch's
-event, so that a retried run's attempts keep an event stream each.
+BIGINT, and so do the sequences that number new rows. SQLite's INTEGER is 64-bit already;
+there the tables with ids are rebuilt AUTOINCREMENT, so that a deleted row's id is never
+given to a new one (as PostgreSQL's sequences never do). On both, the event table gets an
+`attempt` column, part of the key of an epoch's event, so that a retried run's attempts
+keep an event stream each.
 """
 
 from collections.abc import Sequence
@@ -41,8 +43,18 @@ def _postgresql() -> bool:
     return op.get_bind().dialect.name == 'postgresql'
 
 
+# The SQLite tables whose ids must never be reused; a later rebuild of one (any batch
+# operation on SQLite) passes NEVER_REUSED to keep it so.
+NUMBERED = ['experiment', 'sweep', 'dataset', 'event']
+NEVER_REUSED = {'sqlite_autoincrement': True}
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('event', schema=None) as batch_op:
+    if not _postgresql():
+        for table in NUMBERED:
+            with op.batch_alter_table(table, recreate='always', table_kwargs=NEVER_REUSED):
+                pass
+    with op.batch_alter_table('event', table_kwargs=NEVER_REUSED) as batch_op:
         batch_op.add_column(sa.Column('attempt', sa.Integer(), nullable=False, server_default='0'))
         batch_op.drop_constraint('uq_event_epoch', type_='unique')
         batch_op.create_unique_constraint(
@@ -77,3 +89,7 @@ def downgrade() -> None:
         batch_op.drop_constraint('uq_event_epoch', type_='unique')
         batch_op.create_unique_constraint('uq_event_epoch', ['experiment_id', 'kind', 'epoch'])
         batch_op.drop_column('attempt')
+    if not _postgresql():
+        for table in NUMBERED:
+            with op.batch_alter_table(table, recreate='always'):
+                pass

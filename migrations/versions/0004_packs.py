@@ -20,6 +20,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+NEVER_REUSED = {'sqlite_autoincrement': True}
 
 
 def upgrade() -> None:
@@ -31,9 +32,11 @@ def upgrade() -> None:
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(['sweep_id'], ['sweep.id']),
         sa.PrimaryKeyConstraint('id'),
+        sqlite_autoincrement=True,
     )
     op.create_index(op.f('ix_pack_sweep_id'), 'pack', ['sweep_id'], unique=False)
-    with op.batch_alter_table('experiment', schema=None) as batch_op:
+    # On SQLite the table is rebuilt: it stays AUTOINCREMENT (ids never reused, 0003).
+    with op.batch_alter_table('experiment', table_kwargs=NEVER_REUSED) as batch_op:
         batch_op.add_column(sa.Column('pack_id', ID, nullable=True))
         batch_op.add_column(sa.Column('pack_index', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_experiment_pack_id'), ['pack_id'], unique=False)
@@ -41,7 +44,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('experiment', schema=None) as batch_op:
+    with op.batch_alter_table('experiment', table_kwargs=NEVER_REUSED) as batch_op:
         batch_op.drop_constraint('fk_experiment_pack_id', type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_experiment_pack_id'))
         batch_op.drop_column('pack_index')

@@ -18,6 +18,7 @@ from app.db import get_engine, reset_engines
 from app.migrate import alembic_config
 from app.models import Dataset, Event, Experiment
 from app.services import experiments, metrics, queue
+from app.settings import get_settings
 from app.spec import MAX_ID, ExperimentSpec
 from tests.factories import make_spec
 
@@ -132,7 +133,31 @@ def test_ids_are_64_bit(any_db: str) -> None:
         assert after.id == big + 1
         assert experiments.require(session=session, experiment_id=big).name == "big"
         assert session.get(Dataset, big).size_bytes == 2**33  # type: ignore[union-attr]
-    assert MAX_ID == 2**63 - 1
+    assert 2**40 < MAX_ID < 2**63
+
+
+def test_a_deleted_row_s_id_is_never_given_again(any_db: str) -> None:
+    """A page or a Last-Event-ID naming a deleted run names nothing, never another run:
+    SQLite tables are AUTOINCREMENT (every rebuild by a migration keeps them so), and
+    PostgreSQL's sequences never go back."""
+    spec = ExperimentSpec.model_validate(make_spec())
+    settings = get_settings()
+    with Session(get_engine(), expire_on_commit=False) as session:
+        first = experiments.create(session=session, spec=spec, max_attempts=1)
+        assert first.id is not None
+        experiments.delete(session=session, experiment_id=first.id, settings=settings)
+        second = experiments.create(session=session, spec=spec, max_attempts=1)
+        assert second.id is not None and second.id > first.id
+    if get_engine().dialect.name == "sqlite":
+        wanted = {
+            table.name
+            for table in SQLModel.metadata.tables.values()
+            if table.dialect_kwargs.get("sqlite_autoincrement")
+        }
+        assert {"experiment", "event", "sweep", "dataset"} <= wanted
+        with get_engine().connect() as connection:
+            made = dict(connection.exec_driver_sql("SELECT name, sql FROM sqlite_master").all())
+        assert [name for name in sorted(wanted) if "AUTOINCREMENT" not in made[name]] == []
 
 
 def test_importing_the_server_loads_no_tensorflow() -> None:

@@ -21,7 +21,7 @@ NOT_FOUND = not_found("dataset")
 NPZ: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/octet-stream": {}}, "description": "The arrays x, y"}
 }
-_FILE = {"type": "string", "format": "binary"}
+_FILE = {"type": "string", "format": "binary", "minLength": 1}
 UPLOAD_BODY = {
     "description": "The file itself: a CSV (a header row, numeric features, a target "
     "column; UTF-8) or an NPZ (arrays x and y). Its content is checked beyond this "
