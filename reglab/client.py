@@ -21,7 +21,7 @@ import builtins
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,15 +137,29 @@ class ReglabClient:
         *,
         status: str | None = None,
         name: str | None = None,
+        ids: Sequence[int] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
+        """One page of experiments, newest first: `{"items": [...], "total": n}`."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status:
             params["status"] = status
         if name:
             params["name"] = name
+        if ids:
+            params["ids"] = ",".join(str(run_id) for run_id in ids)
         return self._call("GET", "/api/experiments", params=params).json()
+
+    # --- sweeps ---------------------------------------------------------------------
+
+    def submit_sweep(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Queue a sweep (a base spec, axes, seeds...); returns it with its runs."""
+        return self._call("POST", "/api/sweeps", json=request).json()
+
+    def sweep(self, sweep_id: int) -> dict[str, Any]:
+        """A sweep with its runs and its summary."""
+        return self._call("GET", f"/api/sweeps/{sweep_id}").json()
 
     def get(self, experiment_id: int) -> dict[str, Any]:
         return self._call("GET", f"/api/experiments/{experiment_id}").json()

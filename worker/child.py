@@ -13,7 +13,6 @@ server requeues its run when the lease runs out.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -77,11 +76,11 @@ def _memory_mb() -> float:
 
 
 def _reset() -> None:
-    """Forget the last job's models and graphs before the next one (Keras' own reset)."""
+    """Forget the last job's models and graphs before the next one (Keras' own reset,
+    which also runs the garbage collector)."""
     import keras
 
     keras.backend.clear_session()
-    gc.collect()
 
 
 def main() -> None:
@@ -106,8 +105,9 @@ def main() -> None:
         if not line.strip():
             return  # EOF: the supervisor is done with this child
         outcome = run_job(json.loads(line), emit)
-        _reset()
+        # Said first, so that the supervisor claims the next job while this one is cleared.
         emit("finished", **outcome, memory_mb=_memory_mb())
+        _reset()
 
 
 if __name__ == "__main__":
