@@ -25,14 +25,17 @@ SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="The sweep's id")]
 
 
 def get_experiment(experiment_id: ExperimentId, session: ReadSessionDep) -> Experiment:
+    """The experiment the path names (404 when there is none)."""
     return experiments.require(session=session, experiment_id=experiment_id)
 
 
 def get_dataset(dataset_id: DatasetId, session: ReadSessionDep) -> Dataset:
+    """The uploaded dataset the path names (404 when there is none)."""
     return datasets.require(session=session, dataset_id=dataset_id)
 
 
 def get_sweep(sweep_id: SweepId, session: ReadSessionDep) -> Sweep:
+    """The sweep the path names (404 when there is none)."""
     return sweeps.require(session=session, sweep_id=sweep_id)
 
 
@@ -56,6 +59,7 @@ def id_list(
         Query(max_length=2000, pattern=_IDS, description="Run ids, comma-separated (≤ 100)"),
     ],
 ) -> list[int]:
+    """The `ids` query parameter, required: the runs asked for, in order."""
     return _parse_ids(ids)
 
 
@@ -69,6 +73,7 @@ def optional_id_list(
         ),
     ] = None,
 ) -> list[int] | None:
+    """The `ids` query parameter, optional: None asks for every run."""
     return _parse_ids(ids) if ids else None
 
 

@@ -2,7 +2,7 @@
 
 verdict.py     over-fitting, under-fitting or healthy, from a run's curves
 spec_paths.py  paths into a spec (`model.layers[*].regularizer.l2`) that sweeps set
-sweeps.py      the runs a sweep request expands to
+sweep_plan.py  the runs a sweep request expands to
 uploads.py     reading and checking an uploaded CSV or NPZ file
 storage.py     where the server keeps files (paths chosen here, never by a request)
                and how a streamed body is received without being held whole

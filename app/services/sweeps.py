@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.domain.spec_paths import short_labels
-from app.domain.sweeps import SweepInvalid, expand
+from app.domain.sweep_plan import SweepInvalid, expand
 from app.errors import FieldProblem, InvalidField, NotFound
 from app.models import FINAL_STATUSES, Experiment, Metric, Status, Sweep
 from app.schemas.sweeps import SweepDetail, SweepIn, SweepList, SweepOut, SweepRunOut

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.domain.spec_paths import PathError, leaf_type, parse_path, targets
-from app.domain.sweeps import SweepInvalid, expand, run_name
+from app.domain.sweep_plan import SweepInvalid, expand, run_name
 from app.schemas import MAX_RUNS, SweepIn
 from tests.factories import make_spec
 
