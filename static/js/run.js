@@ -205,7 +205,7 @@ function renderFacts() {
   const ended = run.finished_at ? new Date(run.finished_at) : null;
   const seconds = started ? ((ended ?? new Date()) - started) / 1000 : null;
   const best = run.best_epoch === null ? "–" : `${formatNumber(run.best_val_data_loss)} at epoch ${run.best_epoch}`;
-  document.querySelector("#facts").replaceChildren(
+  document.querySelector("#facts").replaceChildren(...[
     fact("Epoch", `${run.epochs_done} / ${run.epochs_total}`, "fact-epoch"),
     fact("Best val data loss", best, "fact-best"),
     fact("Device", run.device ?? "–", "fact-device"),
@@ -214,7 +214,19 @@ function renderFacts() {
     fact("Training time", seconds === null ? "–" : formatDuration(seconds)),
     fact("Dataset", run.spec?.dataset.name ?? run.script?.dataset ?? "–"),
     fact("Loop", loopName()),
-  );
+    run.pack ? fact("Trained in", packLink(), "fact-pack") : null,
+  ].filter(Boolean));
+}
+
+// A packed run: one model trained it with the sweep's points that differ only in penalty
+// strengths and dropout rates, each member exactly as it would train alone.
+function packLink() {
+  const { id, members, index } = run.pack;
+  return el("a", {
+    href: `/sweeps/${run.sweep_id}`,
+    title: "One model trained these sweep points together (they differ only in penalty strengths "
+      + "and dropout rates); each member trains exactly as its own run would.",
+  }, `pack #${id}, member ${index + 1} of ${members}`);
 }
 
 function loopName() {

@@ -312,6 +312,24 @@ function renderHeader(sweep, runs) {
   compare.href = `/compare?ids=${ranked.map((run) => run.id).join(",")}`;
   compare.textContent = `Compare the top ${ranked.length} runs`;
   document.querySelector("#cancel-sweep").hidden = done === runs.length;
+  renderPacks(runs);
+}
+
+// Which runs trained together as one packed model, in a sentence.
+function renderPacks(runs) {
+  const packs = new Map();
+  for (const run of runs) {
+    if (run.pack_id !== null && run.pack_id !== undefined) packs.set(run.pack_id, (packs.get(run.pack_id) ?? 0) + 1);
+  }
+  const line = document.querySelector("#sweep-packs");
+  line.hidden = packs.size === 0;
+  if (!packs.size) return;
+  const alone = runs.filter((run) => run.pack_id === null || run.pack_id === undefined).length;
+  const sizes = [...packs.entries()].map(([id, members]) => `#${id} (${members})`).join(", ");
+  line.textContent = `Trained in ${packs.size} pack${packs.size > 1 ? "s" : ""}: ${sizes}`
+    + `${alone ? `, and ${alone} run${alone > 1 ? "s" : ""} alone` : ""}. `
+    + "A pack trains the points that differ only in penalty strengths and dropout rates as one model, "
+    + "each member exactly as its own run would train.";
 }
 
 function renderTable(sweep, runs) {
@@ -319,6 +337,7 @@ function renderTable(sweep, runs) {
   const head = el("tr", {}, el("th", { class: "num" }, "#"), el("th", {}, "Name"), el("th", {}, "Status"),
     sweep.labels.map((label, index) => el("th", { class: "num", title: sweep.axes[index].path }, label)),
     sweep.seeds > 1 ? el("th", { class: "num" }, "seed") : null,
+    runs.some((run) => run.pack_id) ? el("th", { class: "num", title: "The packed model it trained in" }, "pack") : null,
     el("th", {}, "Epoch"), el("th", { class: "num" }, "Best val data loss"),
     el("th", { class: "num" }, "Final data loss"), el("th", { class: "num" }, "Final val data loss"));
   const rows = runs.map((run) => el("tr", { class: run === best ? "best" : "", dataset: { id: run.id } },
@@ -327,6 +346,7 @@ function renderTable(sweep, runs) {
     el("td", {}, statusBadge(run.status)),
     sweep.axes.map((axis) => el("td", { class: "point" }, fmt(run.point[axis.path]))),
     sweep.seeds > 1 ? el("td", { class: "num" }, run.seed) : null,
+    runs.some((other) => other.pack_id) ? el("td", { class: "num" }, run.pack_id ? `#${run.pack_id}` : "–") : null,
     el("td", {}, `${run.epochs_done} / ${run.epochs_total}`),
     el("td", { class: "num" }, `${run === best ? "★ " : ""}${formatNumber(run.best_val_data_loss)}`),
     el("td", { class: "num" }, formatNumber(run.data_loss)),
