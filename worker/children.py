@@ -29,6 +29,7 @@ class Child:
     ready: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)  # the current job ended
     started: dict[str, Any] | None = None  # what the current job's "started" said
+    finishing: bool = False  # the current job has begun reporting its end to the server
     finished: dict[str, Any] | None = None  # what the current job's "finished" said
     jobs: int = 0  # jobs handed to this child so far
     first_memory_mb: float | None = None  # resident memory after its first job
@@ -75,6 +76,8 @@ class Child:
                 self.ready.set()
             elif event == "started":
                 self.started = message
+            elif event == "finishing":
+                self.finishing = True
             elif event == "finished":
                 self.finished = message
                 if self.first_memory_mb is None:
@@ -100,7 +103,7 @@ class Child:
 
     def send(self, job: dict[str, Any]) -> bool:
         """Hand over a job; False when the child is gone."""
-        self.started, self.finished = None, None
+        self.started, self.finished, self.finishing = None, None, False
         self.done.clear()
         self.jobs += 1
         stdin = self.process.stdin

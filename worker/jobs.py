@@ -106,11 +106,11 @@ def run_job(job: dict[str, Any], emit: Emit) -> dict[str, Any]:
             except ReglabError as error:  # e.g. the upload was deleted after the submit
                 outcome = {"status": "failed", "error": f"cannot fetch the dataset: {error}"}
                 for experiment_id in ids:
-                    _finish(client, experiment_id, token, {**outcome, "error_epoch": 0})
+                    _finish(client, experiment_id, token, {**outcome, "error_epoch": 0}, emit)
                 return outcome
             if pack:
-                return _train_pack(client, specs, ids, token)
-            return _train_single(client, specs[0], ids[0], token)
+                return _train_pack(client, specs, ids, token, emit)
+            return _train_single(client, specs[0], ids[0], token, emit)
     finally:
         client.close()
 
@@ -141,12 +141,14 @@ def _model_bytes(model: keras.Model) -> bytes:
 
 
 def _finish(
-    client: WorkerClient, experiment_id: int, token: str, outcome: dict[str, Any]
+    client: WorkerClient, experiment_id: int, token: str, outcome: dict[str, Any], emit: Emit
 ) -> dict[str, Any]:
     """Report a run's end; a lost lease (the run was cancelled or requeued meanwhile)
-    turns the outcome into `lease_lost`."""
+    turns the outcome into `lease_lost`. The supervisor hears "finishing" first: a
+    heartbeat that finds the run ended from now on is this end, not a lost lease."""
     from reglab.client import LeaseLostError
 
+    emit("finishing", experiment_id=experiment_id)
     try:
         retry(lambda: client.finish(experiment_id, token, **outcome))
     except LeaseLostError as error:
@@ -161,7 +163,7 @@ def _success(test_metrics: dict[str, float], best_epoch: int | None) -> dict[str
 
 
 def _train_single(
-    client: WorkerClient, spec: ExperimentSpec, experiment_id: int, token: str
+    client: WorkerClient, spec: ExperimentSpec, experiment_id: int, token: str, emit: Emit
 ) -> dict[str, Any]:
     from reglab.callback import ReglabCallback
     from reglab.channels import ClaimedRunChannel
@@ -191,7 +193,7 @@ def _train_single(
         retry(lambda: client.upload_model(experiment_id, token, content))
     if not sender.close(timeout=300):
         log.error("experiment %s: not every epoch reached the server", experiment_id)
-    return _finish(client, experiment_id, token, outcome)
+    return _finish(client, experiment_id, token, outcome, emit)
 
 
 class PackStream:
@@ -207,8 +209,10 @@ class PackStream:
         ids: list[int],
         token: str,
         specs: list[ExperimentSpec],
+        emit: Emit,
     ) -> None:
         self.client = client
+        self.emit = emit
         self.sender = sender
         self.stopped = stopped  # filled by the pack channel from the server's answers
         self.ids = ids
@@ -249,7 +253,9 @@ class PackStream:
             outcome = _success(result.test_metrics, result.best_epoch)
             content = _model_bytes(result.model)
             retry(lambda: self.client.upload_model(experiment_id, self.token, content))
-        self.outcomes[experiment_id] = _finish(self.client, experiment_id, self.token, outcome)
+        self.outcomes[experiment_id] = _finish(
+            self.client, experiment_id, self.token, outcome, self.emit
+        )
 
     def fail_the_rest(self, error: BaseException, epoch: int) -> None:
         """The pack itself failed: every member that has not ended fails with its error."""
@@ -257,12 +263,12 @@ class PackStream:
         for experiment_id in self.ids:
             if experiment_id not in self.outcomes:
                 self.outcomes[experiment_id] = _finish(
-                    self.client, experiment_id, self.token, outcome
+                    self.client, experiment_id, self.token, outcome, self.emit
                 )
 
 
 def _train_pack(
-    client: WorkerClient, specs: list[ExperimentSpec], ids: list[int], token: str
+    client: WorkerClient, specs: list[ExperimentSpec], ids: list[int], token: str, emit: Emit
 ) -> dict[str, Any]:
     from reglab.channels import ClaimedPackChannel
     from reglab.sender import Sender
@@ -270,7 +276,7 @@ def _train_pack(
 
     channel = ClaimedPackChannel(client, token, ids)
     sender = Sender(channel).start()
-    stream = PackStream(client, sender, channel.stopped, ids, token, specs)
+    stream = PackStream(client, sender, channel.stopped, ids, token, specs, emit)
     trainer: PackTrainer | None = None
     try:
         trainer = PackTrainer(specs, stream)

@@ -216,9 +216,9 @@ class Supervisor:
             try:
                 cancel = self._heartbeat(client, claim)
             except LeaseLostError as error:
-                # The child may have finished the run on the server and be clearing up
-                # before it says so: then this is the end of the job, not a lost lease.
-                if child.done.wait(_FINISH_GRACE_SECONDS):
+                # A child that has begun reporting the end (it said "finishing") ended
+                # the run itself: then this is the end of the job, not a lost lease.
+                if child.finishing and child.done.wait(_FINISH_GRACE_SECONDS):
                     break
                 stopped_by = f"lease lost ({error.detail})"
                 child.stop()

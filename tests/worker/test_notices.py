@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from worker.children import Child
 from worker.devices import Slot
 from worker.notices import is_start_up_notice
-from worker.children import Child
 
 # As a CPU host's child prints them (TensorFlow 2.21, TF_CPP_MIN_LOG_LEVEL 0 to 2).
 NOTICES = [
