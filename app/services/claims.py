@@ -18,8 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from app.db import session_scope
 from app.events import broker
 from app.models import Experiment
-from app.services import queue
+from app.services import packs, queue
 from app.settings import Settings
+
+Claimed = tuple[Experiment, list[Experiment]]  # the run, and its pack's members (or [])
 
 POLL_FALLBACK_SECONDS = 5.0
 
@@ -33,13 +35,14 @@ async def claim_waiting(
     plugins: list[str],
     wait: float,
     gone: Callable[[], Awaitable[bool]],
-) -> Experiment | None:
-    """The oldest queued run, claimed for this worker, or None when the wait ran out (or
-    `gone()` says the claimer left: a claimer that went away must not be handed a run)."""
+) -> Claimed | None:
+    """The oldest queued run, claimed for this worker, with the members of its pack if it
+    is a pack's (all under one lease), or None when the wait ran out (or `gone()` says the
+    claimer left: a claimer that went away must not be handed a run)."""
 
-    def try_claim() -> Experiment | None:
+    def try_claim() -> Claimed | None:
         with session_scope() as session:
-            return queue.claim(
+            row = queue.claim(
                 session=session,
                 worker_id=worker_id,
                 host=host,
@@ -47,6 +50,15 @@ async def claim_waiting(
                 lease_seconds=settings.lease_seconds,
                 plugins=plugins,
             )
+            if row is None:
+                return None
+            if row.pack_id is None or row.lease_token is None:
+                return row, []
+            members = packs.members(
+                session=session, pack_id=row.pack_id, lease_token=row.lease_token
+            )
+            session.commit()  # the members were read under a lock: let it go
+            return row, members
 
     deadline = time.monotonic() + min(wait, settings.claim_wait_seconds)
     waited = False
@@ -54,9 +66,9 @@ async def claim_waiting(
         if waited and await gone():
             return None
         waiter = broker.queue_waiter()  # taken before looking: no wake-up is missed
-        row = await run_in_threadpool(try_claim)
-        if row is not None:
-            return row
+        claimed = await run_in_threadpool(try_claim)
+        if claimed is not None:
+            return claimed
         remaining = deadline - time.monotonic()
         if remaining <= 0 or await gone():
             return None

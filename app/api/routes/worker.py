@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.api.deps import ExperimentId, SessionDep, SettingsDep
-from app.db import session_scope
 from app.models import Status
 from app.schemas import (
     BAD_BODY,
@@ -61,7 +60,7 @@ async def claim(body: ClaimIn, request: Request, settings: SettingsDep) -> Claim
     """Claim the oldest queued run, as a long poll: the answer comes as soon as a run is
     claimed, or empty (204) once `wait` seconds have passed without one. Ask again at
     once after a 204."""
-    row = await claims.claim_waiting(
+    claimed = await claims.claim_waiting(
         settings=settings,
         worker_id=body.worker_id,
         host=body.host,
@@ -70,15 +69,12 @@ async def claim(body: ClaimIn, request: Request, settings: SettingsDep) -> Claim
         wait=body.wait,
         gone=request.is_disconnected,
     )
-    if row is None:
+    if claimed is None:
         return Response(status_code=204)
+    row, members = claimed
     assert row.id is not None and row.lease_token is not None
     pack = None
     if row.pack_id is not None:
-        with session_scope() as session:
-            members = packs.members(
-                session=session, pack_id=row.pack_id, lease_token=row.lease_token
-            )
         pack = PackClaim(
             id=row.pack_id,
             members=[
