@@ -120,6 +120,9 @@ class Experiment(SQLModel, table=True):
     pack_index: int | None = None
     # Runs whose specs differ only in name, notes and seed share a group (seed repeats).
     group_key: str | None = Field(default=None, max_length=64, index=True)
+    # The run's own verdict on its curves (app/domain/verdict.py), stored when it reaches a
+    # final status so that queries can filter on it; null before that.
+    verdict: str | None = Field(default=None, max_length=16, index=True)
 
 
 class Metric(SQLModel, table=True):
