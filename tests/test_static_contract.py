@@ -1,5 +1,5 @@
 """The front end's few facts of the spec that the served schema does not carry, tied to
-app/spec.py by reading the JavaScript: the run statuses (static/js/status.js, the one list
+app/spec by reading the JavaScript: the run statuses (static/js/status.js, the one list
 the pages read), the default strength of a regularizer, and the naming rule by which the
 form finds the strengths a regularizer kind reads."""
 

@@ -1,5 +1,5 @@
 // The API's JSON schema as the server serves it (GET /openapi.json, `components.schemas`).
-// Pages read the spec's bounds, choices and defaults from here, so that app/spec.py stays
+// Pages read the spec's bounds, choices and defaults from here, so that app/spec stays
 // the one place they are written. Only what the pages need of JSON Schema: local `$ref`s,
 // `X | None` (an anyOf with a null branch), and the numeric and length keywords.
 import { api } from "./api.js";

@@ -1,4 +1,4 @@
-// A run's status as every page reads it: app/spec.py's Status, and which of them are final
+// A run's status as every page reads it: app/spec's Status, and which of them are final
 // (a run there never changes again). tests/test_static_contract.py ties both lists here to
 // the server's. No imports: api.js reads it too.
 

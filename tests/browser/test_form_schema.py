@@ -1,6 +1,6 @@
 """The new-experiment form reads the spec's bounds, choices and defaults from the schema the
 server serves (/openapi.json), not from a copy: in a real browser against the real server,
-its inputs carry app/spec.py's bounds as read here in Python, and a changed schema changes
+its inputs carry app/spec's bounds as read here in Python, and a changed schema changes
 the form."""
 
 from __future__ import annotations

@@ -45,10 +45,13 @@ class Trainer:
     def __init__(self, url: str, count: int) -> None:
         self.worker = WorkerClient(url)
         self.leases: dict[int, str] = {}
-        for _ in range(count):
+        while len(self.leases) < count:
             claim = self.worker.claim(worker_id="w", host="h", devices=["CPU"], slot="CPU", wait=0)
             assert claim is not None
-            self.leases[claim["experiment_id"]] = claim["lease_token"]
+            # A pack's claim holds every member under one lease token.
+            members = claim["pack"]["members"] if claim.get("pack") else [claim]
+            for member in members:
+                self.leases[member["experiment_id"]] = claim["lease_token"]
 
     def report(
         self, run_id: int, val: Sequence[float], train: Sequence[float], start: int = 0

@@ -1,5 +1,5 @@
 // What the form's hint says of each built-in dataset. The served schema lists their names
-// only; these facts are app/spec.py's DATASETS (and `noise`, worker/datasets.py's
+// only; these facts are app/spec's DATASETS (and `noise`, worker/datasets.py's
 // DEFAULT_NOISE), and tests/browser/test_form_schema.py holds this copy to them.
 export const BUILTIN_DATASETS = {
   digits: {

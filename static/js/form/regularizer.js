@@ -4,7 +4,7 @@ import { el } from "../api.js";
 import { applies, field, numberInput, ruleOf, selectInput, setValue } from "./fields.js";
 import { PLUGIN_PREFIX, formatParams, offerPlugins, parseParams, pluginOption } from "./plugins.js";
 
-// app/spec.py's DEFAULT_STRENGTH: what an unset strength of the chosen kind means. The
+// app/spec's DEFAULT_STRENGTH: what an unset strength of the chosen kind means. The
 // schema does not carry it; tests/test_static_contract.py ties the two.
 export const DEFAULT_STRENGTH = 0.01;
 const KIND_LABELS = { l1l2: "l1 + l2" };

@@ -2,7 +2,7 @@
 // each input's bounds, the choices of each select, the defaults, and the sweep's limits.
 // Only how a field is shown (its step, a blank that means "the default") is written here.
 
-// Which strengths a regularizer kind reads: app/spec.py names each kind after the strength
+// Which strengths a regularizer kind reads: app/spec names each kind after the strength
 // fields it takes ("l1l2" reads l1 and l2); tests/test_static_contract.py holds it to that.
 function kindFields(kinds, strengths) {
   return Object.fromEntries(kinds.map((kind) => [kind, strengths.filter((name) => kind.includes(name))]));

@@ -1,0 +1,108 @@
+"""The experiment spec: the one contract that the server validates and the worker trains.
+
+Everything a run needs is in an `ExperimentSpec`. The server checks it (bounds that keep a
+shared server safe, combinations that cannot be built) so that a bad spec is a 422 naming
+its field, never a worker crash. This package imports pydantic only; its modules:
+basics (strict scalars, statuses, named types), datasets, layers (penalties and the layer
+types), experiment (the spec, its training, packs). Every name is re-exported here:
+`from app.spec import ExperimentSpec`.
+"""
+
+from app.spec.basics import (
+    _KIND_FIELDS,
+    DEFAULT_STRENGTH,
+    FINAL_STATUSES,
+    MAX_ID,
+    Activation,
+    Bool,
+    Float,
+    Int,
+    Name,
+    Notes,
+    OnlyPatternKeys,
+    Optimizer,
+    ParamName,
+    ParamValue,
+    PluginName,
+    RegularizerKind,
+    Status,
+    Strength,
+    Task,
+    json_bounds,
+)
+from app.spec.datasets import DATASETS, UPLOAD, DatasetInfo, DatasetName, DatasetSpec, UploadRef
+from app.spec.experiment import (
+    EPOCH_METRICS_CLASSIFICATION,
+    EPOCH_METRICS_REGRESSION,
+    EarlyStoppingSpec,
+    ExperimentSpec,
+    ModelSpec,
+    ScheduleSpec,
+    TrainingSpec,
+    pack_signature,
+)
+from app.spec.layers import (
+    LAYER_TYPES,
+    RECURRENT_TYPES,
+    Conv1DLayer,
+    Conv2DLayer,
+    ConvLayer,
+    DenseLayer,
+    GRULayer,
+    LayerSpec,
+    LSTMLayer,
+    RecurrentLayer,
+    RegularizerSpec,
+    SimpleRNNLayer,
+    error_location,
+)
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_STRENGTH",
+    "EPOCH_METRICS_CLASSIFICATION",
+    "EPOCH_METRICS_REGRESSION",
+    "FINAL_STATUSES",
+    "LAYER_TYPES",
+    "MAX_ID",
+    "RECURRENT_TYPES",
+    "UPLOAD",
+    "_KIND_FIELDS",
+    "Activation",
+    "Bool",
+    "Conv1DLayer",
+    "Conv2DLayer",
+    "ConvLayer",
+    "DatasetInfo",
+    "DatasetName",
+    "DatasetSpec",
+    "DenseLayer",
+    "EarlyStoppingSpec",
+    "ExperimentSpec",
+    "Float",
+    "GRULayer",
+    "Int",
+    "LSTMLayer",
+    "LayerSpec",
+    "ModelSpec",
+    "Name",
+    "Notes",
+    "OnlyPatternKeys",
+    "Optimizer",
+    "ParamName",
+    "ParamValue",
+    "PluginName",
+    "RecurrentLayer",
+    "RegularizerKind",
+    "RegularizerSpec",
+    "ScheduleSpec",
+    "SimpleRNNLayer",
+    "Status",
+    "Strength",
+    "Task",
+    "TrainingSpec",
+    "UploadRef",
+    "error_location",
+    "json_bounds",
+    "pack_signature",
+]
