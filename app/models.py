@@ -123,6 +123,13 @@ class Experiment(SQLModel, table=True):
     # The run's own verdict on its curves (app/domain/verdict.py), stored when it reaches a
     # final status so that queries can filter on it; null before that.
     verdict: str | None = Field(default=None, max_length=16, index=True)
+    # Labels given to the run at any time: key → value, or a bare label (null value); and a
+    # free text note (set from the spec's notes when queued, editable after).
+    tags: dict[str, str | None] = Field(
+        default_factory=dict,
+        sa_column=Column(JSON, nullable=False, server_default=text("'{}'")),
+    )
+    notes: str | None = None
 
 
 class Metric(SQLModel, table=True):
@@ -134,6 +141,23 @@ class Metric(SQLModel, table=True):
     epoch: int = Field(primary_key=True)
     name: str = Field(primary_key=True, max_length=100)
     value: float
+
+
+class MetricSummary(SQLModel, table=True):
+    """Per run and metric: the value at the run's best epoch (lowest `val_data_loss`), the
+    last value, the minimum and the maximum, kept at ingest (app/services/summaries.py)
+    so that queries filter and sort on metrics without reading every epoch."""
+
+    experiment_id: int = Field(
+        foreign_key="experiment.id", primary_key=True, ondelete="CASCADE", sa_type=Int64
+    )
+    name: str = Field(primary_key=True, max_length=100)
+    last_epoch: int
+    last_value: float
+    min_value: float
+    max_value: float
+    best_epoch: int | None = None
+    best_value: float | None = None
 
 
 class Event(SQLModel, table=True):
