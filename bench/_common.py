@@ -153,6 +153,34 @@ class ScriptedWorker:
             raise RuntimeError(f"claimed {claim and claim['experiment_id']}, expected {run['id']}")
         return int(run["id"]), str(claim["lease_token"])
 
+    def claim_pack(self, spec: dict[str, Any], members: int) -> tuple[list[int], str]:
+        """Submit a sweep of `members` points of `spec` (L2 strengths: one pack) and claim
+        the pack: (its members' experiment ids, lease token)."""
+        sweep = self.client.submit_sweep(
+            {
+                "name": spec["name"],
+                "base": spec,
+                "axes": [
+                    {
+                        "path": "model.layers[*].regularizer.l2",
+                        "values": [index / 1000 for index in range(members)],
+                    }
+                ],
+            }
+        )
+        ids = [int(run["id"]) for run in sweep["runs"]]
+        claim = self.worker.claim(
+            worker_id=self.worker_id,
+            host=socket.gethostname(),
+            devices=["CPU"],
+            slot="CPU",
+            wait=5.0,
+        )
+        pack = claim and claim.get("pack")
+        if not pack or [member["experiment_id"] for member in pack["members"]] != ids:
+            raise RuntimeError(f"claimed {claim}, expected the pack of {ids}")
+        return ids, str(claim["lease_token"])
+
     def add_finished(
         self, spec: dict[str, Any], points: list[dict[str, Any]], **finish: Any
     ) -> int:

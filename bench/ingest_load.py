@@ -77,6 +77,7 @@ class IngestReport:
     runs: list[int]
     epochs: int
     metrics: int
+    members: int = 1  # runs per uploader: a pack's members share each upload
     seconds: float = 0.0  # first upload sent -> last upload answered
     upload_latencies: list[float] = field(default_factory=list)
     upload_answered: list[float] = field(default_factory=list)  # monotonic times
@@ -98,7 +99,7 @@ class IngestReport:
         if not self.upload_answered:
             return 0.0
         start = min(self.upload_answered)
-        per_upload = self.metrics
+        per_upload = self.metrics * self.members
         counts: dict[int, int] = {}
         for answered in self.upload_answered:
             index = int((answered - start) / width)
@@ -150,38 +151,46 @@ async def _list(
                 report.errors.append(f"GET {path}: HTTP {response.status_code}")
 
 
-async def _upload(url: str, run_id: int, token: str, report: IngestReport) -> None:
-    """One worker-like client: its own connection, epoch after epoch, then finish.
+async def _upload(url: str, run_ids: list[int], token: str, report: IngestReport) -> None:
+    """One worker-like client: its own connection, epoch after epoch, then finish. With
+    one run it uploads like a single run's child (POST .../experiments/{id}/metrics); with
+    a pack's members it uploads every member's epoch in one request, as a pack's child
+    does (POST /api/worker/metrics).
 
     Raw httpx on purpose, not `WorkerClient`: the load is R uploaders at once in the one
     event loop that also holds the viewers and the list clients, and `WorkerClient` is
     synchronous (R threads would share the GIL with that loop and skew what it times).
-    The requests are the worker's own: POST .../metrics and .../finish with the lease token.
+    The requests are the worker's own, with the lease token.
     """
     names = [f"metric_{index:02d}" for index in range(report.metrics)]
-    path = f"/api/worker/experiments/{run_id}"
+    single = f"/api/worker/experiments/{run_ids[0]}/metrics"
     async with httpx.AsyncClient(base_url=url, timeout=60) as worker:
         for epoch in range(report.epochs):
             values = {name: epoch + index / 100 for index, name in enumerate(names)}
             sent = time.time()
             began = time.perf_counter()
             point = {"epoch": epoch, "values": values, "time": sent}
+            if len(run_ids) == 1:
+                path, body = single, {"lease_token": token, "points": [point]}
+            else:
+                members = [{**point, "experiment_id": run} for run in run_ids]
+                path, body = "/api/worker/metrics", {"lease_token": token, "points": members}
             try:
-                response = await worker.post(
-                    f"{path}/metrics", json={"lease_token": token, "points": [point]}
-                )
+                response = await worker.post(path, json=body)
             except httpx.HTTPError as error:
-                report.errors.append(f"upload run {run_id} epoch {epoch}: {error!r}")
+                report.errors.append(f"upload runs {run_ids} epoch {epoch}: {error!r}")
                 continue
             report.upload_latencies.append(time.perf_counter() - began)
             report.upload_answered.append(time.monotonic())
             if response.status_code != 200:
-                report.errors.append(f"upload run {run_id} epoch {epoch}: {response.status_code}")
-        response = await worker.post(
-            f"{path}/finish", json={"lease_token": token, "status": "succeeded"}
-        )
-        if response.status_code != 204:
-            report.errors.append(f"finish run {run_id}: HTTP {response.status_code}")
+                report.errors.append(f"upload runs {run_ids} epoch {epoch}: {response.status_code}")
+        for run in run_ids:
+            response = await worker.post(
+                f"/api/worker/experiments/{run}/finish",
+                json={"lease_token": token, "status": "succeeded"},
+            )
+            if response.status_code != 204:
+                report.errors.append(f"finish run {run}: HTTP {response.status_code}")
 
 
 async def ingest_load(
@@ -192,22 +201,30 @@ async def ingest_load(
     metrics: int = 20,
     viewers: int = 20,
     list_clients: int = 2,
+    members: int = 1,
     timeout: float = 120.0,
 ) -> IngestReport:
-    """Drive the load against a server with an empty queue; see the module docstring."""
+    """Drive the load against a server with an empty queue; see the module docstring.
+    With `members` > 1 each of the `runs` uploaders is a pack of that many runs."""
     connections = viewers + list_clients + runs + 4
     async with httpx.AsyncClient(
         base_url=url,
         timeout=httpx.Timeout(30.0, read=timeout),
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
     ) as http:
-        specs = [load_spec(f"ingest-{index}", epochs) for index in range(runs)]
-        tokens = dict(await asyncio.to_thread(claim_runs, url, specs))
-        report = IngestReport(runs=sorted(tokens), epochs=epochs, metrics=metrics)
+        jobs = await asyncio.to_thread(claim_jobs, url, runs, members, epochs)
+        report = IngestReport(
+            runs=sorted(run for ids, _ in jobs for run in ids),
+            epochs=epochs,
+            metrics=metrics,
+            members=members,
+        )
 
         live = [asyncio.Event() for _ in range(viewers)]
         watching = [
-            asyncio.create_task(_view(http, report.runs[index % runs], live[index], report))
+            asyncio.create_task(
+                _view(http, report.runs[index % len(report.runs)], live[index], report)
+            )
             for index in range(viewers)
         ]
         await asyncio.wait_for(asyncio.gather(*(event.wait() for event in live)), timeout)
@@ -219,7 +236,7 @@ async def ingest_load(
         ]
         began = time.monotonic()
         await asyncio.wait_for(
-            asyncio.gather(*(_upload(url, run, tokens[run], report) for run in report.runs)),
+            asyncio.gather(*(_upload(url, ids, token, report) for ids, token in jobs)),
             timeout,
         )
         report.seconds = max(report.upload_answered) - began if report.upload_answered else 0.0
@@ -236,10 +253,14 @@ async def ingest_load(
     return report
 
 
-def claim_runs(url: str, specs: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """Submit and claim each spec as a worker would: (experiment id, lease token) each."""
+def claim_jobs(url: str, runs: int, members: int, epochs: int) -> list[tuple[list[int], str]]:
+    """Queue and claim `runs` jobs as a worker would: single runs, or (members > 1) packs
+    of that many sweep points; (experiment ids, lease token) each."""
+    specs = [load_spec(f"ingest-{index}", epochs) for index in range(runs)]
     with ScriptedWorker(url, worker_id="bench-ingest") as worker:
-        return [worker.claim(spec) for spec in specs]
+        if members == 1:
+            return [([run], token) for run, token in (worker.claim(spec) for spec in specs)]
+        return [worker.claim_pack(spec, members) for spec in specs]
 
 
 # --- the benchmark ------------------------------------------------------------------------
@@ -294,6 +315,7 @@ def measure(kind: str, args: argparse.Namespace) -> list[str]:
                 metrics=args.metrics,
                 viewers=args.viewers,
                 list_clients=args.lists,
+                members=args.members,
             )
         )
         cpu = process_cpu(server.process.pid) - cpu
@@ -320,6 +342,7 @@ def measure(kind: str, args: argparse.Namespace) -> list[str]:
         f"{fmt_ms(median(report.list_latencies), 1)} / "
         f"{fmt_ms(percentile(report.list_latencies, 99), 1)} ({len(report.list_latencies)})",
         f"{cpu / report.points * 1e6:.0f} µs" if report.points else "n/a",
+        f"{cpu / (report.points / report.metrics) * 1e3:.2f} ms" if report.points else "n/a",
         str(len(report.errors)),
     ]
 
@@ -332,12 +355,20 @@ def main() -> None:
     parser.add_argument("--metrics", type=int, default=20, help="metrics per epoch (default 20)")
     parser.add_argument("--viewers", type=int, default=20, help="SSE viewers (default 20)")
     parser.add_argument("--lists", type=int, default=2, help="list-query clients (default 2)")
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=8,
+        help="runs per uploader, a packed sweep's members sharing each upload (default 8; "
+        "1: single runs, one upload per run and epoch)",
+    )
     args = parser.parse_args()
 
     print(f"machine: {machine()}; {loadavg()}")
     print(
-        f"load: {args.runs} runs x {args.epochs} epochs x {args.metrics} metrics, one epoch "
-        f"per upload; {args.viewers} SSE viewers; {args.lists} list clients"
+        f"load: {args.runs} uploaders x {args.members} runs x {args.epochs} epochs x "
+        f"{args.metrics} metrics, one epoch (of every member) per upload; {args.viewers} SSE "
+        f"viewers; {args.lists} list clients"
     )
     rows = [measure(kind.strip(), args) for kind in args.db.split(",") if kind.strip()]
     print_table(
@@ -353,6 +384,7 @@ def main() -> None:
             "SSE delay p50 / p99 / max",
             "list p50 / p99 (n)",
             "server CPU/point",
+            "server CPU/run-epoch",
             "errors",
         ],
         rows,
