@@ -1,5 +1,5 @@
-"""Shapes of runs streamed from users' own training scripts (ReglabCallback), and of
-per-batch series."""
+"""Shapes of runs streamed from users' own training scripts (ReglabCallback, reglab.Run),
+and of per-batch series."""
 
 from __future__ import annotations
 
@@ -7,11 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from app.schemas.common import Body, Epoch, ErrorText, FiniteValues, ShortText
+from app.schemas.common import Body, Epoch, ErrorText, FiniteValues, MetricName, ShortText
 from app.schemas.metrics import MetricPoint
-from app.spec import Float, Int, Status, Task
+from app.spec import Bool, Float, Int, OnlyPatternKeys, Status, Task
 
 MAX_STEP = 10**9
+ConfigKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
+ConfigValue = (
+    Bool | Int | Annotated[float, Field(strict=True, allow_inf_nan=False)] | ShortText | None
+)
+# The device as the run records it (the column holds 200 characters).
+DeviceText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 
 
 class ScriptLayer(Body):
@@ -41,11 +47,36 @@ class ScriptInfo(Body):
     log_every: Literal["epoch", "batch"] | Annotated[Int, Field(ge=1, le=10**9)] = Field(
         default="epoch", description="epoch, batch, or every N batches"
     )
+    config: Annotated[dict[ConfigKey, ConfigValue], OnlyPatternKeys()] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="A custom loop's settings as its script gave them (reglab.Run's config)",
+    )
+    series: Annotated[dict[MetricName, ShortText], OnlyPatternKeys()] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="How the script measured a series, by name (e.g. how reg_loss is averaged)",
+    )
 
 
 class ScriptRunIn(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
     script: ScriptInfo = Field(default_factory=ScriptInfo)
+    device: DeviceText | None = Field(
+        default=None, description="The device the script trains on, e.g. 'CPU (tensorflow)'"
+    )
+
+
+class ScriptDeviceIn(Body):
+    device: DeviceText = Field(description="The device the script trains on")
+
+
+class ScriptTestIn(Body):
+    test_metrics: FiniteValues = Field(
+        min_length=1,
+        max_length=100,
+        description="One look at the test split, e.g. test_loss, test_data_loss, test_accuracy",
+    )
 
 
 class ScriptMetricsIn(Body):
@@ -75,6 +106,9 @@ class ScriptFinishIn(Body):
     status: Literal["succeeded", "failed", "cancelled"]
     error: ErrorText | None = None
     error_epoch: Epoch | None = None
+    test_metrics: FiniteValues | None = Field(
+        default=None, max_length=100, description="The test metrics, when the script has them"
+    )
 
 
 class StepSeries(BaseModel):

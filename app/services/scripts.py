@@ -1,10 +1,15 @@
-"""Runs streamed from users' own training scripts (ReglabCallback): no queue, no worker.
+"""Runs streamed from users' own training scripts (ReglabCallback, reglab.Run): no queue,
+no worker.
 
 A script run is created running and holds a lease like a claimed run: every upload and
 every heartbeat of its callback renews it, and the lease sweeper
 (`queue.sweep_expired`) fails the run once its script has gone quiet for a whole lease
 (the script was killed, its machine lost power). A script run has one attempt, so the
 sweeper never puts it back in the queue.
+
+What a worker records on a claimed run, a script tells about itself: the device it trains
+on (with the run's creation, or later), and its test metrics (with the finish, or after:
+a Keras script evaluates once `fit` has ended the run).
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ from sqlmodel import Session
 
 from app.errors import Conflict, NotFound
 from app.models import Experiment, Status, utcnow
-from app.services import metrics
+from app.services import diagnostics, metrics
 from app.services.experiments import change_status
 
 
 def create(
-    *, session: Session, name: str, script: dict[str, Any], lease_seconds: float
+    *,
+    session: Session,
+    name: str,
+    script: dict[str, Any],
+    lease_seconds: float,
+    device: str | None = None,
 ) -> Experiment:
     """Record a script's run, already running, with what it told about itself."""
     now = utcnow()
@@ -36,10 +46,33 @@ def create(
         created_at=now,
         started_at=now,
         lease_expires_at=now + timedelta(seconds=lease_seconds),
+        device=device,
     )
     session.add(row)
     session.flush()
     change_status(row, Status.running, session=session)
+    session.commit()
+    return row
+
+
+def set_device(*, session: Session, experiment_id: int, device: str) -> Experiment:
+    """Record the device a script trains on, learned after its run was created (a custom
+    loop's framework may load later). Idempotent; the last word stands."""
+    row = _locked(session=session, experiment_id=experiment_id)
+    row.device = device
+    session.add(row)
+    session.commit()
+    return row
+
+
+def add_test_metrics(
+    *, session: Session, experiment_id: int, test_metrics: dict[str, float]
+) -> Experiment:
+    """Merge test metrics into the run's (a resend changes nothing). Taken whatever the
+    run's status: a Keras script evaluates after `fit`, once its run has succeeded."""
+    row = _locked(session=session, experiment_id=experiment_id)
+    row.test_metrics = {**(row.test_metrics or {}), **test_metrics}
+    session.add(row)
     session.commit()
     return row
 
@@ -111,10 +144,15 @@ def finish(
     status: Status,
     error: str | None = None,
     error_epoch: int | None = None,
+    test_metrics: dict[str, float] | None = None,
 ) -> Experiment:
     """End a script run. Idempotent: a run that already ended keeps its status (a resent
-    finish, or a run cancelled from the dashboard before its script finished)."""
+    finish, or a run cancelled from the dashboard before its script finished); test
+    metrics sent with it are kept either way."""
     row = _locked(session=session, experiment_id=experiment_id)
+    if test_metrics:
+        row.test_metrics = {**(row.test_metrics or {}), **test_metrics}
+        session.add(row)
     if row.status == Status.running:
         change_status(
             row,
@@ -124,5 +162,6 @@ def finish(
             error_epoch=error_epoch,
             lease_expires_at=None,
         )
+        diagnostics.store_verdicts(session=session, rows=[row])
     session.commit()
     return row

@@ -1,8 +1,11 @@
-"""Runs streamed from users' own training scripts (ReglabCallback), and per-batch series.
+"""Runs streamed from users' own training scripts (ReglabCallback, reglab.Run), and
+per-batch series.
 
-A script calls these with the user token (it is not a worker): create its run, upload
-epochs and batches (each upload renews the run's lease), heartbeat while it has nothing
-to send, and finish. Every upload is idempotent, keyed by (run, epoch) and (run, step).
+A script calls these with the user token (it is not a worker): create its run (with the
+device it trains on), upload epochs and batches (each upload renews the run's lease),
+heartbeat while it has nothing to send, and finish (with its test metrics). The device
+and the test metrics may also come on their own, later. Every call is idempotent; uploads
+are keyed by (run, epoch) and (run, step).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from app.schemas import (
     StepsIn,
     not_found,
 )
+from app.schemas.scripts import ScriptDeviceIn, ScriptTestIn
 from app.services import metrics, scripts
 
 router = APIRouter(tags=["scripts"])
@@ -53,6 +57,35 @@ def create_run(body: ScriptRunIn, session: SessionDep, settings: SettingsDep) ->
         name=body.name,
         script=body.script.model_dump(mode="json"),
         lease_seconds=settings.lease_seconds,
+        device=body.device,
+    )
+    return ExperimentOut.of(row)
+
+
+@router.post(
+    "/runs/{experiment_id}/device",
+    response_model=ExperimentOut,
+    responses={**BAD_BODY, **NOT_FOUND},
+)
+def set_device(
+    experiment_id: ExperimentId, body: ScriptDeviceIn, session: SessionDep
+) -> ExperimentOut:
+    """Record the device the script trains on, when it was not known at the run's creation."""
+    row = scripts.set_device(session=session, experiment_id=experiment_id, device=body.device)
+    return ExperimentOut.of(row)
+
+
+@router.post(
+    "/runs/{experiment_id}/test-metrics",
+    response_model=ExperimentOut,
+    responses={**BAD_BODY, **NOT_FOUND},
+)
+def add_test_metrics(
+    experiment_id: ExperimentId, body: ScriptTestIn, session: SessionDep
+) -> ExperimentOut:
+    """Store the script's test metrics (merged; also after the run has ended)."""
+    row = scripts.add_test_metrics(
+        session=session, experiment_id=experiment_id, test_metrics=body.test_metrics
     )
     return ExperimentOut.of(row)
 
@@ -123,6 +156,7 @@ def finish(experiment_id: ExperimentId, body: ScriptFinishIn, session: SessionDe
         status=Status(body.status),
         error=body.error,
         error_epoch=body.error_epoch,
+        test_metrics=body.test_metrics,
     )
     return ExperimentOut.of(row)
 
