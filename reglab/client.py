@@ -220,9 +220,23 @@ class ReglabClient:
 
     # --- a script's own run (ReglabCallback's calls; each is idempotent) ---------------
 
-    def create_run(self, name: str, script: dict[str, Any]) -> dict[str, Any]:
+    def create_run(
+        self, name: str, script: dict[str, Any], device: str | None = None
+    ) -> dict[str, Any]:
         """Start a run streamed from this script; it is running at once."""
-        return self._call("POST", "/api/runs", json={"name": name, "script": script}).json()
+        body: dict[str, Any] = {"name": name, "script": script}
+        if device:
+            body["device"] = device
+        return self._call("POST", "/api/runs", json=body).json()
+
+    def set_run_device(self, run_id: int, device: str) -> dict[str, Any]:
+        """Record the device the script trains on, learned after the run was created."""
+        return self._call("POST", f"/api/runs/{run_id}/device", json={"device": device}).json()
+
+    def log_run_test(self, run_id: int, test_metrics: dict[str, float]) -> dict[str, Any]:
+        """Store the script's test metrics (also after its run has ended)."""
+        body = {"test_metrics": test_metrics}
+        return self._call("POST", f"/api/runs/{run_id}/test-metrics", json=body).json()
 
     def upload_run_epochs(self, run_id: int, points: builtins.list[dict[str, Any]]) -> None:
         self._call("POST", f"/api/runs/{run_id}/metrics", json={"points": points})
