@@ -46,11 +46,48 @@ class HistogramsOut(BaseModel):
     )
 
 
+OwnVerdict = Literal["overfitting", "underfitting", "still_improving", "healthy", "too_early"]
+
+
+class AgainstOut(BaseModel):
+    label: str = Field(description="The point judged against, e.g. 'l2=0.0001'")
+    run_ids: list[int] = Field(description="Its finished runs, whose means are compared")
+
+
+class RelativeOut(BaseModel):
+    """The run against the best point of its sweep (lowest mean best validation data loss
+    over its seeds)."""
+
+    verdict: Literal["underfitting", "overfitting", "best", "comparable"] = Field(
+        description="best: the run is one of the best point's; comparable: neither clearly "
+        "under- nor over-fitting against it"
+    )
+    hint: str
+    reason: str = Field(description="Names the point judged against and its runs")
+    against: AgainstOut
+
+
+class OverallOut(BaseModel):
+    """The verdict to show first: under- or over-fitting relative to the sweep's best
+    point where the run is so, else its own verdict."""
+
+    verdict: OwnVerdict
+    hint: str
+    reason: str
+    relative: bool = Field(description="Whether it is the relative verdict")
+
+
 class VerdictOut(BaseModel):
-    verdict: Literal["overfitting", "underfitting", "healthy", "too_early"]
+    verdict: OwnVerdict = Field(description="The verdict on the run's own curves")
     from_epoch: int | None = Field(description="Where over-fitting starts (the validation minimum)")
     hint: str
     reason: str
+    relative: RelativeOut | None = Field(
+        default=None,
+        description="Against the best point of its sweep; null outside a sweep, before the "
+        "run has succeeded, or while no point of the sweep has a finished run",
+    )
+    overall: OverallOut | None = Field(default=None, description="The verdict to show first")
 
 
 class VerdictsOut(BaseModel):

@@ -51,6 +51,19 @@ class SweepIn(Body):
     )
 
 
+class _StoredSweep(SweepIn):
+    """A sweep's request as stored: its `seeds` grows past a request's limit as seeds are
+    added (POST /api/sweeps/{id}/seeds), bounded by the run limit."""
+
+    seeds: Int = Field(default=1, ge=1, le=MAX_RUNS)
+
+
+class SeedsIn(Body):
+    """More seeds for every point of a sweep."""
+
+    count: Int = Field(ge=1, le=10, description="Seeds to add to every point")
+
+
 class SweepOut(BaseModel):
     id: int
     name: str
@@ -73,7 +86,7 @@ class SweepOut(BaseModel):
         cls, row: Sweep, experiment_ids: list[int], summary: dict[str, Any], labels: list[str]
     ) -> SweepOut:
         assert row.id is not None
-        request = SweepIn.model_validate(row.spec)
+        request = _StoredSweep.model_validate(row.spec)
         return cls(
             id=row.id,
             name=row.name,
@@ -108,6 +121,9 @@ class SweepRunOut(BaseModel):
     group_key: str | None
     error: str | None
     pack_id: int | None = Field(default=None, description="The pack it trained in, if any")
+    verdict: str | None = Field(
+        default=None, description="Its own verdict, stored when it reached a final status"
+    )
 
     @classmethod
     def of(cls, row: Experiment) -> SweepRunOut:
@@ -129,11 +145,60 @@ class SweepRunOut(BaseModel):
             group_key=row.group_key,
             error=row.error,
             pack_id=row.pack_id,
+            verdict=row.verdict,
         )
+
+
+class PointOut(BaseModel):
+    """One setting of a sweep (or one seed group of a compare set) over its seeds."""
+
+    key: str = Field(description="Identifies the point within its summary")
+    label: str = Field(examples=["l2=0.001"])
+    point: dict[str, float] = Field(description="The swept values (empty in a compare set)")
+    n: int = Field(description="Finished (succeeded) runs with a validation data loss")
+    mean: float | None = Field(description="Mean best validation data loss; null with n = 0")
+    std: float | None = Field(description="Sample standard deviation; null with n < 2")
+    train_mean: float | None = Field(description="Mean final training data loss")
+    run_ids: list[int] = Field(description="The n runs counted")
+    all_run_ids: list[int] = Field(description="Every run of the point, finished or not")
+    side: Literal["underfitting", "overfitting", "best"] | None = Field(
+        description="Its side of the U against the best point; null where neither clearly"
+    )
+
+
+class ComparisonOut(BaseModel):
+    """The best point against another, by Welch's t-test over their seeds."""
+
+    against: Literal["runner_up", "unregularized"]
+    label: str
+    difference: float = Field(description="Its mean minus the best point's")
+    std_error: float | None = Field(description="Of the difference; null with one seed")
+    p_value: float | None = Field(description="Two-sided; null with one seed on a side")
+    n: list[int] = Field(description="Seeds of the best point and of this one")
+    distinguishable: bool = Field(description="p < 0.05: told apart from seed noise")
+    text: str
+
+
+class SummaryOut(BaseModel):
+    """Which point wins by its mean over seeds, and whether seed noise could explain it."""
+
+    metric: Literal["best_val_data_loss"]
+    points: list[PointOut] = Field(description="By mean; points with no finished run last")
+    best: PointOut | None
+    runner_up: PointOut | None
+    comparisons: list[ComparisonOut]
+    judgement: Literal["one_seed", "within_noise", "real_difference", "too_early"]
+    text: str = Field(description="One line for the page")
+
+
+class CompareSummaryOut(SummaryOut):
+    missing: list[int] = Field(description="Ids that name no run")
+    same_data: bool = Field(description="Whether every run trained on the same dataset")
 
 
 class SweepDetail(SweepOut):
     runs: list[SweepRunOut]
+    summary: SummaryOut
 
 
 class SweepList(BaseModel):

@@ -210,8 +210,17 @@ def finish(
     if best_epoch is not None:
         fields["best_epoch"] = best_epoch
     change_status(row, status, session=session, **fields)
+    _store_verdict(session=session, row=row)
     session.commit()
     return row
+
+
+def _store_verdict(*, session: Session, row: Experiment) -> None:
+    """Store the verdict of a run that reached a final status, so queries can filter on it."""
+    # Imported here: diagnostics reads leases through this module (a cycle at import).
+    from app.services import diagnostics
+
+    diagnostics.store_verdicts(session=session, rows=[row])
 
 
 def requeue_or_fail(
@@ -240,6 +249,7 @@ def requeue_or_fail(
             error_epoch=error_epoch,
             lease_expires_at=None,
         )
+        _store_verdict(session=session, row=row)
 
 
 def release(*, session: Session, experiment_id: int, lease_token: str) -> None:

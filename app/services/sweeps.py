@@ -1,5 +1,6 @@
 """Sweeps: queuing a base spec expanded over axes and seeds, reading them back with their
-runs, cancelling them, and pruning runs that lag the sweep's median."""
+runs and which point wins (app/domain/winners.py), adding seeds, cancelling them, and
+pruning runs that lag the sweep's median."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from app.domain import winners
 from app.domain.spec_paths import short_labels
-from app.domain.sweep_plan import SweepInvalid, expand
+from app.domain.sweep_plan import MAX_SEED, SweepInvalid, expand, run_name
 from app.errors import FieldProblem, InvalidField, NotFound
 from app.models import FINAL_STATUSES, Experiment, Metric, Status, Sweep
-from app.schemas.sweeps import SweepDetail, SweepIn, SweepList, SweepOut, SweepRunOut
+from app.schemas.sweeps import (
+    MAX_RUNS,
+    SummaryOut,
+    SweepDetail,
+    SweepIn,
+    SweepList,
+    SweepOut,
+    SweepRunOut,
+)
 from app.services import datasets, experiments, packs
+from app.spec import ExperimentSpec
 
 # Fewest other runs of the sweep with a value at an epoch before pruning judges by them.
 MIN_PEERS = 2
@@ -68,13 +79,107 @@ def require(*, session: Session, sweep_id: int) -> Sweep:
 
 
 def detail(*, session: Session, row: Sweep) -> SweepDetail:
-    """A sweep with its runs: point, seed, best and final data losses."""
+    """A sweep with its runs (point, seed, best and final data losses) and the summary of
+    its points over seeds; one query for the runs, the statistics in Python."""
     assert row.id is not None
     runs = runs_of(session=session, sweep_id=row.id)
-    summary = summaries(session=session, sweep_ids=[row.id])[row.id]
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.status] = counts.get(run.status, 0) + 1
+    losses = [run.best_val_data_loss for run in runs if run.best_val_data_loss is not None]
     ids = [run.id for run in runs if run.id is not None]
-    out = _out(row, ids, summary)
-    return SweepDetail(**out.model_dump(), runs=[SweepRunOut.of(run) for run in runs])
+    out = _out(row, ids, {"counts": counts, "best": min(losses, default=None)})
+    summary = winners_of(row, runs).as_dict()
+    return SweepDetail(
+        **dict(out),
+        runs=[SweepRunOut.of(run) for run in runs],
+        summary=SummaryOut.model_validate(summary),
+    )
+
+
+def axis_paths(row: Sweep) -> list[str]:
+    """The sweep's swept paths, in axis order."""
+    return [str(axis["path"]) for axis in row.spec.get("axes", [])]
+
+
+def winners_of(row: Sweep, runs: Sequence[Experiment]) -> winners.Summary:
+    """Which point of the sweep wins by its mean over seeds, and how surely (the pure
+    rules in app/domain/winners.py); `runs` are the sweep's, in order."""
+    paths = axis_paths(row)
+    points = winners.sweep_points(
+        paths,
+        ((result_of(run), run.point) for run in runs if run.id is not None),
+        fallback=row.name,
+    )
+    return winners.summarize(points, regularizing=winners.regularizing_paths(paths))
+
+
+def result_of(run: Experiment) -> winners.RunResult:
+    """A run as the statistics see it: succeeded or not, best validation and final
+    training data loss."""
+    assert run.id is not None
+    train = (run.last_metrics or {}).get("data_loss")
+    return winners.RunResult(run.id, run.status == Status.succeeded, run.best_val_data_loss, train)
+
+
+def add_seeds(
+    *, session: Session, sweep_id: int, count: int, max_attempts: int, max_pack: int = 32
+) -> Sweep:
+    """Queue `count` more seeds for every point of the sweep, seeds continuing after the
+    largest it used; the new runs pack like the sweep's own, and its `seeds` grows.
+
+    Raises InvalidField (`body.count`) when the sweep would pass its run limit.
+    """
+    sweep = session.get(Sweep, sweep_id, with_for_update=True)
+    if sweep is None:
+        raise NotFound(f"sweep {sweep_id} not found")
+    runs = runs_of(session=session, sweep_id=sweep_id)
+    templates: dict[str, Experiment] = {}
+    for run in runs:
+        templates.setdefault(winners.point_key(run.point), run)
+    total = len(runs) + len(templates) * count
+    if total > MAX_RUNS:
+        raise InvalidField.several(
+            [
+                FieldProblem(
+                    ("body", "count"),
+                    f"{len(templates)} points x {count} more seeds make {total} runs; "
+                    f"a sweep holds at most {MAX_RUNS}",
+                )
+            ]
+        )
+    first = max((int(run.spec["training"].get("seed", 0)) for run in runs), default=-1) + 1
+    if first + count - 1 > MAX_SEED:
+        raise InvalidField.several([FieldProblem(("body", "count"), f"seeds pass {MAX_SEED}")])
+    paths = axis_paths(sweep)
+    labels = short_labels(paths)
+    planned: list[tuple[ExperimentSpec, dict[str, float]]] = []
+    for template in templates.values():
+        point = dict(template.point or {})
+        values = [point[path] for path in paths]
+        for seed in range(first, first + count):
+            data = dict(template.spec)
+            data["training"] = {**data["training"], "seed": seed}
+            data["name"] = run_name(sweep.name, labels, values, seed)
+            planned.append((ExperimentSpec.model_validate(data), point))
+    rows = [
+        experiments.create(
+            session=session,
+            spec=spec,
+            max_attempts=max_attempts,
+            sweep_id=sweep_id,
+            point=point,
+            commit=False,
+        )
+        for spec, point in planned
+    ]
+    if sweep.spec.get("pack", True):
+        for members in packs.plan([spec for spec, _ in planned], max_pack=max_pack):
+            packs.create(session=session, sweep_id=sweep_id, rows=[rows[i] for i in members])
+    sweep.spec = {**sweep.spec, "seeds": int(sweep.spec.get("seeds", 1)) + count}
+    session.add(sweep)
+    session.commit()
+    return sweep
 
 
 def listing(*, session: Session, limit: int, offset: int) -> SweepList:
@@ -151,8 +256,22 @@ def cancel(*, session: Session, sweep_id: int) -> Sweep:
     ).all()
     for row in rows:
         experiments.change_status(row, Status.cancelled, session=session, lease_expires_at=None)
+    _store_verdicts(session=session, rows=rows)
     session.commit()
     return sweep
+
+
+def _store_verdicts(*, session: Session, rows: Sequence[Experiment]) -> None:
+    # Imported here: diagnostics reads metrics, whose ingest calls this module.
+    from app.services import diagnostics
+
+    diagnostics.store_verdicts(session=session, rows=rows)
+
+
+def prunes(*, session: Session, sweep_id: int) -> bool:
+    """Whether the sweep prunes its lagging runs (ingest asks once an upload)."""
+    sweep = session.get(Sweep, sweep_id)
+    return sweep is not None and bool(sweep.spec.get("prune"))
 
 
 def after_metrics(*, session: Session, row: Experiment, new_epochs: Sequence[int]) -> None:
@@ -186,6 +305,7 @@ def after_metrics(*, session: Session, row: Experiment, new_epochs: Sequence[int
                 f"than the median {median:.4g} of {len(best)} other runs of the sweep",
                 error_epoch=epoch,
             )
+            _store_verdicts(session=session, rows=[row])
             return
 
 

@@ -1,4 +1,5 @@
-"""Diagnostics of regularization: verdicts from the curves and per-layer weight histograms."""
+"""Diagnostics of regularization: verdicts from the curves (and against a sweep's best
+point), the seed statistics of a compare set, and per-layer weight histograms."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from app.schemas import (
     VerdictsOut,
     not_found,
 )
+from app.schemas.sweeps import CompareSummaryOut
 from app.services import diagnostics
 
 router = APIRouter(tags=["diagnostics"])
@@ -49,16 +51,30 @@ def get_histograms(row: ExperimentDep, session: ReadSessionDep) -> HistogramsOut
 
 
 @router.get("/experiments/{experiment_id}/verdict", response_model=VerdictOut, responses=NOT_FOUND)
-def get_verdict(row: ExperimentDep, session: ReadSessionDep) -> VerdictOut:
-    """Over-fitting (from which epoch), under-fitting or healthy, from the data losses."""
-    return VerdictOut(**diagnostics.verdict_of(session=session, row=row).as_dict())
+def get_verdict(row: ExperimentDep, session: ReadSessionDep, writer: SessionDep) -> VerdictOut:
+    """Over-fitting (from which epoch), still improving, under-fitting or healthy, from the
+    data losses; within a sweep also against its best point (`relative`)."""
+    judged = diagnostics.verdict_of(session=session, row=row, writer=writer)
+    return VerdictOut.model_validate(judged.as_dict())
 
 
 @router.get("/verdicts", response_model=VerdictsOut)
-def get_verdicts(session: ReadSessionDep, ids: IdsDep) -> VerdictsOut:
+def get_verdicts(session: ReadSessionDep, writer: SessionDep, ids: IdsDep) -> VerdictsOut:
     """The verdicts of several runs at once (the runs table); unknown ids are listed as missing."""
-    found, missing = diagnostics.verdicts(session=session, ids=ids)
+    found, missing = diagnostics.verdicts(session=session, ids=ids, writer=writer)
     return VerdictsOut(
-        verdicts={str(run_id): VerdictOut(**found[run_id].as_dict()) for run_id in found},
+        verdicts={
+            str(run_id): VerdictOut.model_validate(found[run_id].as_dict()) for run_id in found
+        },
         missing=missing,
+    )
+
+
+@router.get("/compare/summary", response_model=CompareSummaryOut)
+def compare_summary(session: ReadSessionDep, ids: IdsDep) -> CompareSummaryOut:
+    """The runs grouped by seed repeats: which group wins by its mean best validation data
+    loss, and whether seed noise could explain it (Welch's t-test)."""
+    summary, missing, same_data = diagnostics.compare_summary(session=session, ids=ids)
+    return CompareSummaryOut.model_validate(
+        {**summary.as_dict(), "missing": missing, "same_data": same_data}
     )

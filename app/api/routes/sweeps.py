@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import ReadSessionDep, SessionDep, SettingsDep, SweepDep, SweepId
 from app.schemas import BAD_BODY, SweepDetail, SweepIn, SweepList, not_found
+from app.schemas.sweeps import SeedsIn
 from app.services import sweeps
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -48,4 +49,20 @@ def read(sweep: SweepDep, session: ReadSessionDep) -> SweepDetail:
 def cancel(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
     """Cancel the sweep's unfinished runs; running ones are stopped by their workers."""
     row = sweeps.cancel(session=session, sweep_id=sweep_id)
+    return sweeps.detail(session=session, row=row)
+
+
+@router.post("/{sweep_id}/seeds", response_model=SweepDetail, responses={**NOT_FOUND, **BAD_BODY})
+def add_seeds(
+    sweep_id: SweepId, body: SeedsIn, session: SessionDep, settings: SettingsDep
+) -> SweepDetail:
+    """Queue `count` more seeds for every point of the sweep (seeds continue after the
+    largest used; the new runs pack like the sweep's own); 422 past the sweep's run limit."""
+    row = sweeps.add_seeds(
+        session=session,
+        sweep_id=sweep_id,
+        count=body.count,
+        max_attempts=settings.max_attempts,
+        max_pack=settings.max_pack,
+    )
     return sweeps.detail(session=session, row=row)
