@@ -7,6 +7,9 @@ uploads.py     reading and checking an uploaded CSV or NPZ file
 storage.py     where the server keeps files (paths chosen here, never by a request)
                and how a streamed body is received without being held whole
 groups.py      which runs are seed repeats of one configuration
+query.py       the run query language (filter, order), parsed by hand into a tree
+query_fields.py  the fields a query names and the kinds of value they hold
+query_sql.py   a query tree as SQLAlchemy expressions, on SQLite and PostgreSQL
 
 The services (app/services/) apply them to the database.
 """

@@ -24,7 +24,13 @@ from app.schemas.diagnostics import (
     VerdictOut,
     VerdictsOut,
 )
-from app.schemas.experiments import ExperimentList, ExperimentOut, PackRef
+from app.schemas.experiments import (
+    ExperimentEdit,
+    ExperimentList,
+    ExperimentOut,
+    MetricSummaryOut,
+    PackRef,
+)
 from app.schemas.health import Health, PluginOut, RegularizersOut, RunningExperiment, WorkerOut
 from app.schemas.metrics import MetricPoint, MetricsAck, MetricSeries, RunsMetrics
 from app.schemas.scripts import (
@@ -76,6 +82,7 @@ __all__ = [
     "Epoch",
     "ErrorOut",
     "ErrorText",
+    "ExperimentEdit",
     "ExperimentList",
     "ExperimentOut",
     "FinishIn",
@@ -91,6 +98,7 @@ __all__ = [
     "MetricName",
     "MetricPoint",
     "MetricSeries",
+    "MetricSummaryOut",
     "MetricsAck",
     "MetricsIn",
     "PackClaim",

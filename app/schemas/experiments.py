@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from app.models import Experiment, Status
-from app.schemas.common import UtcDatetime
+from app.schemas.common import Body, UtcDatetime
 from app.schemas.scripts import ScriptInfo
-from app.spec import ExperimentSpec, Task
+from app.spec import ExperimentSpec, Notes, OnlyPatternKeys, Task
+
+TagKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/\-]+$")
+]
+TagValue = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")]
+Tags = Annotated[dict[TagKey, TagValue | None], OnlyPatternKeys()]
 
 
 class PackRef(BaseModel):
@@ -20,6 +26,18 @@ class PackRef(BaseModel):
     id: int
     members: int = Field(description="How many runs trained together in this pack")
     index: int = Field(description="This run's member slot in the pack, from 0")
+
+
+class MetricSummaryOut(BaseModel):
+    """One metric of a run summed up, as queries name it (`metrics.<name>.<summary>`)."""
+
+    best: float | None = Field(
+        description="The value at the run's best epoch (its lowest val_data_loss); null "
+        "when the run has no val_data_loss or this metric has no value at that epoch"
+    )
+    last: float = Field(description="The value at the last epoch stored")
+    min: float
+    max: float
 
 
 class ExperimentOut(BaseModel):
@@ -59,11 +77,29 @@ class ExperimentOut(BaseModel):
     pack: PackRef | None = Field(
         default=None, description="The packed model it trained in with other sweep points"
     )
+    tags: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Labels given to the run: key → value, or null for a bare label",
+        examples=[{"team": "vision", "baseline": None}],
+    )
+    notes: str | None = Field(default=None, description="Free text about the run, editable")
+    metrics: dict[str, MetricSummaryOut] | None = Field(
+        default=None,
+        description="Each metric summed up (best, last, min, max), as queries filter and "
+        "sort on them; null in the answers that do not read them (a script run's "
+        "creation and finish)",
+    )
 
     @classmethod
-    def of(cls, row: Experiment, pack_sizes: Mapping[int, int] | None = None) -> ExperimentOut:
+    def of(
+        cls,
+        row: Experiment,
+        pack_sizes: Mapping[int, int] | None = None,
+        summaries: Mapping[int, Mapping[str, Mapping[str, float | None]]] | None = None,
+    ) -> ExperimentOut:
         """The run as the API shows it; `pack_sizes` (pack id → members) names its pack's
-        size (app/services/packs.sizes)."""
+        size (app/services/packs.sizes), `summaries` (run id → metric → summary) its
+        metrics' summaries (app/services/summaries.of_runs)."""
         assert row.id is not None
         spec: ExperimentSpec | None = None
         script: ScriptInfo | None = None
@@ -118,9 +154,36 @@ class ExperimentOut(BaseModel):
                 if row.pack_id is not None
                 else None
             ),
+            tags=dict(row.tags or {}),
+            notes=row.notes,
+            metrics=(
+                {
+                    name: MetricSummaryOut.model_validate(dict(values))
+                    for name, values in summaries.get(row.id, {}).items()
+                }
+                if summaries is not None
+                else None
+            ),
         )
 
 
 class ExperimentList(BaseModel):
     items: list[ExperimentOut]
-    total: int
+    total: int = Field(description="How many runs match in all (every page together)")
+
+
+class ExperimentEdit(Body):
+    """What a PATCH changes on a run: tags merge into the run's (`remove_tags` go first,
+    then each key of `tags` is set; null makes a bare label), and `notes` replaces the
+    notes when given (null clears them). A field left out changes nothing."""
+
+    tags: Tags = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Tags to set: key → value, or null for a bare label",
+        examples=[{"team": "vision", "baseline": None}],
+    )
+    remove_tags: list[TagKey] = Field(
+        default_factory=list, max_length=100, description="Keys of tags to remove"
+    )
+    notes: Notes | None = Field(default=None, description="The new notes; null clears them")

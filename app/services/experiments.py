@@ -1,4 +1,4 @@
-"""Submitting, finding, listing, cancelling and deleting experiments."""
+"""Submitting, finding, querying, editing, cancelling and deleting experiments."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from sqlmodel import Session, col, select
 
 from app import events
 from app.domain.groups import group_key
+from app.domain.query import QueryError, parse_filter, parse_order
+from app.domain.query_sql import order_clauses, where_clause
 from app.domain.storage import remove_artifacts
-from app.errors import Conflict, NotFound
-from app.models import BatchMetric, Event, Experiment, Metric, Status, utcnow
+from app.errors import Conflict, InvalidField, NotFound
+from app.models import BatchMetric, Event, Experiment, Metric, MetricSummary, Status, utcnow
 from app.services import datasets
 from app.settings import Settings
 from app.spec import ExperimentSpec
+
+MAX_TAGS = 100
 
 
 def status_data(row: Experiment) -> dict[str, Any]:
@@ -62,6 +66,7 @@ def create(
         sweep_id=sweep_id,
         point=point,
         group_key=group_key(spec),
+        notes=spec.notes,
     )
     session.add(row)
     session.flush()
@@ -104,25 +109,69 @@ def list_experiments(
     status: Status | None = None,
     name: str | None = None,
     ids: list[int] | None = None,
+    filter: str | None = None,
+    order_by: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Experiment], int]:
-    """Newest first, with the total that matches the filters."""
-    query = select(Experiment)
-    count = select(func.count()).select_from(Experiment)
+    """One page of the runs that match, in the order asked (newest first by default),
+    with how many match in all. `filter` and `order_by` are in the query language of
+    app/domain/query.py; a mistake in either is InvalidField naming it and the position."""
+    try:
+        condition = where_clause(parse_filter(filter or ""), _dialect(session))
+    except QueryError as error:
+        raise InvalidField(("query", "filter"), str(error), input=filter) from None
+    try:
+        order = order_clauses(parse_order(order_by or ""), _dialect(session))
+    except QueryError as error:
+        raise InvalidField(("query", "order_by"), str(error), input=order_by) from None
+    conditions: list[Any] = [] if condition is None else [condition]
     if status is not None:
-        query = query.where(Experiment.status == status)
-        count = count.where(Experiment.status == status)
+        conditions.append(Experiment.status == status)
     if name:
-        pattern = f"%{name}%"
-        query = query.where(col(Experiment.name).ilike(pattern))
-        count = count.where(col(Experiment.name).ilike(pattern))
+        conditions.append(col(Experiment.name).ilike(f"%{name}%"))
     if ids is not None:
-        query = query.where(col(Experiment.id).in_(ids))
-        count = count.where(col(Experiment.id).in_(ids))
-    rows = session.exec(query.order_by(col(Experiment.id).desc()).offset(offset).limit(limit)).all()
-    total = session.exec(count).one()
+        conditions.append(col(Experiment.id).in_(ids))
+    rows = session.exec(
+        select(Experiment).where(*conditions).order_by(*order).offset(offset).limit(limit)
+    ).all()
+    if len(rows) < limit and (rows or offset == 0):
+        total = offset + len(rows)  # this page holds the last match
+    else:
+        total = session.exec(select(func.count()).select_from(Experiment).where(*conditions)).one()
     return list(rows), int(total)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def edit(
+    *,
+    session: Session,
+    experiment_id: int,
+    tags: dict[str, str | None] | None = None,
+    remove_tags: Sequence[str] = (),
+    notes: str | None = None,
+    set_notes: bool = False,
+) -> Experiment:
+    """Change a run's tags and notes, whatever its status. Tags merge: `remove_tags` go
+    first, then each key of `tags` is set (a null value makes a bare label); the notes
+    are replaced when `set_notes` (None clears them). InvalidField past MAX_TAGS."""
+    row = require(session=session, experiment_id=experiment_id, lock=True)
+    merged = {key: value for key, value in row.tags.items() if key not in set(remove_tags)}
+    merged.update(tags or {})
+    if len(merged) > MAX_TAGS:
+        session.rollback()
+        raise InvalidField(
+            ("body", "tags"), f"a run has at most {MAX_TAGS} tags; this would make {len(merged)}"
+        )
+    row.tags = merged  # a new dict: the JSON column sees the change
+    if set_notes:
+        row.notes = notes
+    session.add(row)
+    session.commit()
+    return row
 
 
 def cancel(*, session: Session, experiment_id: int) -> Experiment:
@@ -142,7 +191,7 @@ def delete(*, session: Session, experiment_id: int, settings: Settings) -> None:
     row = require(session=session, experiment_id=experiment_id, lock=True)
     if row.status == Status.running:
         raise Conflict(f"experiment {row.id} is running: cancel it first")
-    for table in (Metric, BatchMetric, Event):
+    for table in (Metric, MetricSummary, BatchMetric, Event):
         session.exec(sa_delete(table).where(col(table.experiment_id) == experiment_id))
     session.delete(row)
     session.commit()

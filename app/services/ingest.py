@@ -2,7 +2,8 @@
 
 One upload is one transaction: one `INSERT … ON CONFLICT` for every (run, epoch, metric)
 row of every run in it, one multi-row insert for the runs' new `metrics` events, each
-run's summary (last values, best validation data loss) and the sweep's pruning rule.
+run's summary (last values, best validation data loss), one upsert of the per-metric
+summaries that queries read (app/services/summaries.py) and the sweep's pruning rule.
 Metric rows are keyed by (run, epoch, name) and events by (run, kind, attempt, epoch), so
 a resend after a lost answer stores nothing twice.
 """
@@ -19,7 +20,7 @@ from app import events
 from app.db import dialect_insert
 from app.errors import LeaseLost
 from app.models import Event, Experiment, Metric, Status, utcnow
-from app.services import sweeps
+from app.services import summaries, sweeps
 from app.services.queue import STOPPED
 
 EpochPoint = tuple[int, dict[str, float], float | None]
@@ -65,6 +66,7 @@ def store(
     for row, points in uploads:
         _summarize(row, points)
         session.add(row)
+    summaries.keep(session=session, uploads=uploads)  # after _summarize: the best epochs
     pruning: dict[int, bool] = {}  # each sweep looked up once an upload
     for row, _ in uploads:
         assert row.id is not None

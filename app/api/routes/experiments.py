@@ -1,11 +1,13 @@
-"""Experiments: submit, list, read, cancel, delete, and their metrics and model."""
+"""Experiments: submit, query, read, edit, cancel, delete, and their metrics and model."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from fastapi.openapi.models import Example
 from fastapi.responses import FileResponse
+from sqlmodel import Session
 
 from app.api.deps import (
     ExperimentDep,
@@ -15,16 +17,17 @@ from app.api.deps import (
     SessionDep,
     SettingsDep,
 )
-from app.models import Status
+from app.models import Experiment, Status
 from app.schemas import (
     BAD_BODY,
     ErrorOut,
+    ExperimentEdit,
     ExperimentList,
     ExperimentOut,
     MetricSeries,
     not_found,
 )
-from app.services import artifacts, experiments, metrics, packs
+from app.services import artifacts, experiments, metrics, packs, summaries
 from app.spec import ExperimentSpec
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
@@ -33,6 +36,56 @@ NOT_FOUND = not_found("experiment")
 
 def _conflict(description: str) -> dict[int | str, dict[str, Any]]:
     return {409: {"model": ErrorOut, "description": description}}
+
+
+def _out(session: Session, rows: list[Experiment]) -> list[ExperimentOut]:
+    """Runs as the API shows them, with their packs and metric summaries (two queries
+    for the whole page)."""
+    sizes = packs.sizes(session=session, rows=rows)
+    found = summaries.of_runs(
+        session=session, experiment_ids=[row.id for row in rows if row.id is not None]
+    )
+    return [ExperimentOut.of(row, sizes, found) for row in rows]
+
+
+FILTER_DESCRIPTION = """Only the runs that match, in reglab's query language:
+tests joined by `AND`, `OR`, `NOT` and parentheses (keywords in any case). A test is
+`field op value` (`=`, `!=`, `<`, `<=`, `>`, `>=`), `field [NOT] IN (v1, v2, ...)`,
+`field [NOT] LIKE 'pattern'` (case-insensitive; `%` any text, `_` one character, `\\`
+before either takes it literally), or a bare `tags.<key>` (the run has that tag).
+Values: `'text'` (`''` inside is one quote), numbers (`1e-3`, `-2`), `true`, `false`;
+times as text (`created > '2026-01-31'`, UTC unless a zone is given).
+
+Fields:
+- attributes: `id`, `status`, `name`, `created`, `started`, `finished`, `sweep`,
+  `pack`, `source` (queue or script), `verdict`, `device`, `dataset`, `epochs_done`;
+- `params.<path>`: a setting of the spec by the path sweeps use
+  (`params.model.layers.0.regularizer.l2` or `params.model.layers[0].regularizer.l2`;
+  `[*]`: any element matches, e.g. `params.model.layers[*].dropout = 0`);
+- `metrics.<name>.<best|last|min|max>`: best is the value at the run's best epoch (its
+  lowest val_data_loss);
+- `tags.<key>`: a tag's value.
+
+A test on a field the run lacks (a metric it never logged, a tag it does not carry) is
+false, `!=` included; `NOT` turns a test around. A mistake is a 422 naming `filter`,
+where (1-based) and what was expected there, e.g. `at 27: expected a value after '>'`."""
+
+ORDER_DESCRIPTION = """The order: `field [ASC|DESC], ...` over the same fields as
+`filter` (no `[*]`); runs without a value come last either way, and the id (newest
+first) breaks ties. Newest first when left out."""
+
+FILTER_EXAMPLES = {
+    "finished on digits": {"value": "status = 'succeeded' and dataset = 'digits'"},
+    "settings": {
+        "value": "params.model.layers.0.regularizer.l2 > 1e-3 "
+        "and params.model.layers[*].dropout = 0"
+    },
+    "metrics": {"value": "metrics.val_data_loss.best < 0.4 or metrics.val_accuracy.last >= 0.9"},
+    "tags, names, verdicts": {
+        "value": "tags.team = 'vision' and name like '%sweep%' and not verdict = 'overfitting'"
+    },
+    "a sweep's seeds": {"value": "sweep = 3 and params.training.seed in (0, 1, 2)"},
+}
 
 
 @router.post("", status_code=201, response_model=ExperimentOut, responses=BAD_BODY)
@@ -50,22 +103,65 @@ def list_experiments(
     name: Annotated[
         str | None, Query(max_length=200, pattern=r"^[^\x00]*$", description="Part of the name")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    filter: Annotated[
+        str | None,
+        Query(
+            max_length=2000,
+            pattern=r"^[^\x00]*$",
+            description=FILTER_DESCRIPTION,
+            openapi_examples={key: Example(**value) for key, value in FILTER_EXAMPLES.items()},
+        ),
+    ] = None,
+    order_by: Annotated[
+        str | None,
+        Query(
+            max_length=2000,
+            pattern=r"^[^\x00]*$",
+            description=ORDER_DESCRIPTION,
+            openapi_examples={
+                "best first": Example(value="metrics.val_data_loss.best asc, created desc")
+            },
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Runs per page")] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9, description="Runs skipped before the page")] = 0,
 ) -> ExperimentList:
-    """List experiments, newest first."""
+    """Query experiments: those that match `filter` (and `status`, `name`, `ids`), in
+    `order_by`'s order, one page at a time, with how many match in all."""
     rows, total = experiments.list_experiments(
-        session=session, status=status, name=name, ids=ids, limit=limit, offset=offset
+        session=session,
+        status=status,
+        name=name,
+        ids=ids,
+        filter=filter,
+        order_by=order_by,
+        limit=limit,
+        offset=offset,
     )
-    sizes = packs.sizes(session=session, rows=rows)
-    return ExperimentList(items=[ExperimentOut.of(row, sizes) for row in rows], total=total)
+    return ExperimentList(items=_out(session, rows), total=total)
 
 
 @router.get("/{experiment_id}", response_model=ExperimentOut, responses=NOT_FOUND)
 def read(experiment: ExperimentDep, session: ReadSessionDep) -> ExperimentOut:
-    """One experiment, with a summary of its latest metrics (and its pack, if it trained
-    in one)."""
-    return ExperimentOut.of(experiment, packs.sizes(session=session, rows=[experiment]))
+    """One experiment, with a summary of its latest metrics, each metric summed up (and
+    its pack, if it trained in one)."""
+    return _out(session, [experiment])[0]
+
+
+@router.patch("/{experiment_id}", response_model=ExperimentOut, responses={**NOT_FOUND, **BAD_BODY})
+def edit(experiment_id: ExperimentId, body: ExperimentEdit, session: SessionDep) -> ExperimentOut:
+    """Change a run's tags and notes, at any time (running or ended): `remove_tags` are
+    removed, then each of `tags` is set (a null value makes a bare label: `tags.<key>` in a
+    filter is true for it); `notes` replaces the notes when given, null clears them."""
+    row = experiments.edit(
+        session=session,
+        experiment_id=experiment_id,
+        tags=body.tags,
+        remove_tags=body.remove_tags,
+        notes=body.notes,
+        set_notes="notes" in body.model_fields_set,
+    )
+    return _out(session, [row])[0]
 
 
 @router.get(
@@ -98,7 +194,7 @@ def read_metrics(
 )
 def cancel(experiment_id: ExperimentId, session: SessionDep) -> ExperimentOut:
     """Cancel a queued or running experiment; a running one is stopped by its worker."""
-    return ExperimentOut.of(experiments.cancel(session=session, experiment_id=experiment_id))
+    return _out(session, [experiments.cancel(session=session, experiment_id=experiment_id)])[0]
 
 
 @router.delete(

@@ -1,0 +1,116 @@
+"""Per run and metric: the value at the best epoch, the last, the minimum and the maximum.
+
+Queries filter and sort on these (`metrics.val_data_loss.best < 0.4`) without reading
+every epoch, so they are kept at ingest: one upsert per upload, in the upload's own
+transaction, each row folding the upload's values into what was there. The best epoch is
+the run's epoch of lowest `val_data_loss` (the run's `best_epoch` as ingest sets it);
+when an upload moves it, every series of that upload takes its value there (none, for a
+series not logged at that epoch). A retried attempt starts over: `forget` clears them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import case, select
+from sqlalchemy import delete as sa_delete
+from sqlmodel import Session, SQLModel, col
+
+from app.db import dialect_insert
+from app.models import Experiment, MetricSummary
+
+EpochPoint = tuple[int, dict[str, float], float | None]
+SUMMARIES = ("best", "last", "min", "max")
+_TABLE = SQLModel.metadata.tables["metricsummary"]
+# Rows per statement: SQLite takes at most 32,766 bound values in one statement.
+_CHUNK = 4000
+
+
+def _fold(row: Experiment, points: Sequence[EpochPoint]) -> list[dict[str, Any]]:
+    """One summary row per series of one run's upload (the upload's own best/last/min/max)."""
+    best = row.best_epoch
+    at_best: dict[str, float] | None = None
+    for epoch, values, _ in points:
+        if epoch == best:
+            at_best = values
+    series: dict[str, dict[str, Any]] = {}
+    for epoch, values, _ in points:
+        for name, value in values.items():
+            summary = series.get(name)
+            if summary is None:
+                series[name] = {
+                    "experiment_id": row.id,
+                    "name": name,
+                    "last_epoch": epoch,
+                    "last_value": value,
+                    "min_value": value,
+                    "max_value": value,
+                    "best_epoch": best if at_best is not None else None,
+                    "best_value": at_best.get(name) if at_best is not None else None,
+                }
+                continue
+            if epoch >= summary["last_epoch"]:
+                summary["last_epoch"], summary["last_value"] = epoch, value
+            summary["min_value"] = min(summary["min_value"], value)
+            summary["max_value"] = max(summary["max_value"], value)
+    return list(series.values())
+
+
+def keep(*, session: Session, uploads: Sequence[tuple[Experiment, Sequence[EpochPoint]]]) -> None:
+    """Fold an upload into its runs' summaries: one upsert (per 4,000 series). Call after
+    the runs' `best_epoch` took this upload into account; the caller commits."""
+    rows = [summary for row, points in uploads for summary in _fold(row, points)]
+    if not rows:
+        return
+    statement = dialect_insert(session, _TABLE)
+    new, old = statement.excluded, _TABLE.c
+    later = new.last_epoch >= old.last_epoch
+    moved = new.best_epoch.is_not(None)
+    statement = statement.on_conflict_do_update(
+        index_elements=["experiment_id", "name"],
+        set_={
+            "last_epoch": case((later, new.last_epoch), else_=old.last_epoch),
+            "last_value": case((later, new.last_value), else_=old.last_value),
+            "min_value": case((new.min_value < old.min_value, new.min_value), else_=old.min_value),
+            "max_value": case((new.max_value > old.max_value, new.max_value), else_=old.max_value),
+            "best_epoch": case((moved, new.best_epoch), else_=old.best_epoch),
+            "best_value": case((moved, new.best_value), else_=old.best_value),
+        },
+    )
+    connection = session.connection()
+    for start in range(0, len(rows), _CHUNK):
+        connection.execute(statement, rows[start : start + _CHUNK])
+
+
+def forget(*, session: Session, experiment_id: int) -> None:
+    """Drop a run's summaries (its metric rows are going: a new attempt, a deletion)."""
+    session.exec(sa_delete(MetricSummary).where(col(MetricSummary.experiment_id) == experiment_id))
+
+
+def of_runs(
+    *, session: Session, experiment_ids: Sequence[int]
+) -> dict[int, dict[str, dict[str, float | None]]]:
+    """Each run's summaries: run id → metric → {best, last, min, max} (runs without
+    metrics map to {})."""
+    found: dict[int, dict[str, dict[str, float | None]]] = {run: {} for run in experiment_ids}
+    if not experiment_ids:
+        return found
+    rows = session.execute(
+        select(
+            col(MetricSummary.experiment_id),
+            col(MetricSummary.name),
+            col(MetricSummary.best_value),
+            col(MetricSummary.last_value),
+            col(MetricSummary.min_value),
+            col(MetricSummary.max_value),
+        ).where(col(MetricSummary.experiment_id).in_(list(experiment_ids)))
+    ).all()
+    for experiment_id, name, best, last, low, high in rows:
+        found.setdefault(experiment_id, {})[name] = {
+            "best": best,
+            "last": last,
+            "min": low,
+            "max": high,
+        }
+    return found
