@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -48,6 +49,7 @@ from app.spec import error_location
 
 log = logging.getLogger("reglab.server")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+DOCS_ASSETS = "/vendor/docs"  # public, like every file under /vendor/ (app/security.py)
 
 
 def _sweep_once() -> list[int]:
@@ -192,11 +194,15 @@ def _answer(status: int) -> Any:
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc served from the fastapi-offline package's files under
+    # /vendor/docs, never from a CDN: the docs work without internet (security.DOCS_CSP).
+    app = FastAPIOffline(
         title="reglab",
         summary="A self-hosted web lab for regularizing neural networks",
         version="0.1.0",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     # JSON answers are compressed (a 20-run history is 360 KiB raw). Starlette never
     # compresses text/event-stream; Plotly.js is served pre-compressed.
