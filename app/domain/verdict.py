@@ -274,6 +274,10 @@ def side(
     return None
 
 
+def _times(value: float, reference: float) -> str:
+    return f"{value / reference:.2f}x" if reference > 0 else f"{value:.3g} against {reference:.3g}"
+
+
 def relative_verdict(
     *, train: float | None, val: float | None, reference: Reference, at_best: bool
 ) -> RelativeVerdict | None:
@@ -291,30 +295,32 @@ def relative_verdict(
     if val is None or not math.isfinite(val):
         return None
     kind = side(train, val, reference)
-    ratios = f"best validation data loss {val:.4g} ({val / reference.val:.2f}x)" + (
-        f" and training data loss {train:.4g} ({train / reference.train:.2f}x)"
-        if train is not None and reference.train
-        else ""
-    )
-    against = f"the means of {reference.named}"
+    if train is not None and reference.train is not None:
+        losses = (
+            f"best validation data loss {val:.3g} and training data loss {train:.3g} are "
+            f"{_times(val, reference.val)} and {_times(train, reference.train)}"
+        )
+    else:
+        losses = f"best validation data loss {val:.3g} is {_times(val, reference.val)}"
     if kind == "underfitting":
         return RelativeVerdict(
             "underfitting",
             f"lower λ / less dropout (towards {reference.label})",
-            f"under-fitting relative to {reference.named}: {ratios} {against}",
+            f"under-fitting relative to {reference.named}: {losses} its means",
             reference,
         )
     if kind == "overfitting":
         return RelativeVerdict(
             "overfitting",
             f"raise λ / more dropout (towards {reference.label})",
-            f"over-fitting relative to {reference.named}: {ratios} {against}",
+            f"over-fitting relative to {reference.named}: {losses} its means",
             reference,
         )
     return RelativeVerdict(
         "comparable",
         f"neither clearly under- nor over-fitting against {reference.label}",
-        f"{ratios} {against}",
+        f"{losses} the means of {reference.named}: neither clearly under- nor over-fitting "
+        f"against it",
         reference,
     )
 

@@ -357,7 +357,7 @@ def _judge(
             f"One seed per point: no judgement is possible on which setting is best "
             f"(lowest so far: {best.label}, {best.mean:.4g}); add seeds."
         )
-    text = "; ".join(comparison.text for comparison in comparisons)
+    text = "; ".join(dict.fromkeys(comparison.text for comparison in comparisons))
     return ("real_difference" if first.distinguishable else "within_noise"), text
 
 
