@@ -182,6 +182,19 @@ export class Chart {
     if (this.drawn && indices.length) Plotly.restyle(this.container, { visible }, indices);
   }
 
+  // Forget every point, keeping the traces, their visibility and the zoom (a retried run
+  // trains again from epoch 0).
+  clear() {
+    for (const trace of this.traces.values()) {
+      trace.x = [];
+      trace.y = [];
+      trace.pendingX = [];
+      trace.pendingY = [];
+    }
+    this.dirty = true;
+    this.group?.schedule();
+  }
+
   pointCount(key) {
     return this.traces.get(key)?.x.length ?? 0;
   }

@@ -3,6 +3,7 @@
 import { api, connectionBanner, el, followRun, formatDuration, formatNumber, formatTime } from "./api.js";
 import { isFinal, statusBadge } from "./status.js";
 import { Chart, ChartGroup, chartCard, colorOf } from "./charts.js";
+import { againstText, relativeText, verdictText } from "./verdicts.js";
 
 const runId = Number(location.pathname.split("/").pop());
 const group = new ChartGroup();
@@ -12,9 +13,6 @@ const VALIDATION = { dash: "dash" };
 let run = null;
 let charts = null;
 let lastEpoch = -1;
-const VERDICT_TEXT = {
-  overfitting: "over-fitting", underfitting: "under-fitting", healthy: "healthy", too_early: "too early to tell",
-};
 
 function buildCharts(classification) {
   const parent = document.querySelector("#charts");
@@ -91,6 +89,20 @@ function onMetrics({ epoch, values }) {
   refreshDiagnostics();
 }
 
+// A retried run trains again from epoch 0: its curves, marker and histograms start over.
+function restart() {
+  lastEpoch = -1;
+  for (const chart of group.charts) chart.clear();
+  Object.assign(run, { epochs_done: 0, best_val_data_loss: null, best_epoch: null, last_metrics: {} });
+  markOverfitting(null);
+  histograms.epochs = [];
+  histograms.layers = {};
+  document.querySelector("#histogram-grid").replaceChildren();
+  document.querySelector("#histograms").hidden = true;
+  renderFacts();
+  refreshDiagnostics({ now: true });
+}
+
 // --- verdict and histograms ---------------------------------------------------------
 
 let diagnosticsTimer = null;
@@ -114,15 +126,31 @@ async function loadVerdict() {
     return; // the next epoch tries again
   }
   const badge = document.querySelector("#verdict");
-  let text = VERDICT_TEXT[verdict.verdict] ?? verdict.verdict;
-  if (verdict.from_epoch !== null) text += ` from epoch ${verdict.from_epoch}`;
-  badge.textContent = text;
+  badge.textContent = verdictText(verdict);
   badge.className = `badge verdict verdict-${verdict.verdict}`;
   badge.title = verdict.reason;
   const hint = document.querySelector("#verdict-hint");
   hint.textContent = `${verdict.hint} — ${verdict.reason}`;
   hint.title = hint.textContent;
+  showRelative(verdict.relative ?? null);
   markOverfitting(verdict.verdict === "overfitting" ? verdict.from_epoch : null);
+}
+
+// A sweep member judged against its siblings: "under-fitting vs l2=0.0001", its hint, and
+// the point (and runs) it was judged against.
+function showRelative(relative) {
+  const line = document.querySelector("#verdict-relative-line");
+  line.hidden = relative === null;
+  if (relative === null) return;
+  const badge = document.querySelector("#verdict-relative");
+  badge.textContent = relativeText(relative);
+  badge.className = `badge verdict verdict-${relative.verdict}`;
+  badge.title = relative.reason;
+  const against = relative.against.run_ids.map((id, index) => [index ? ", " : "", el("a", { href: `/runs/${id}` }, `#${id}`)]);
+  const hint = document.querySelector("#verdict-relative-hint");
+  hint.replaceChildren(`${relative.hint} — ${relative.reason} (against ${relative.against.label}: `,
+    relative.against.run_ids.length === 1 ? "run " : "the mean of runs ", ...against.flat(), ")");
+  hint.title = `${relative.hint} — ${relative.reason} (against ${relative.against.label}, ${againstText(relative.against)})`;
 }
 
 // A dotted vertical line on the data-loss chart where over-fitting starts.
@@ -301,6 +329,7 @@ async function start() {
   followRun(runId, {
     onMetrics,
     onStatus: (data) => {
+      if (data.attempt > run.attempt) restart();
       Object.assign(run, { status: data.status, device: data.device ?? run.device, attempt: data.attempt,
         error: data.error, error_epoch: data.error_epoch });
       renderRun();

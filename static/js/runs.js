@@ -1,7 +1,9 @@
 // The runs table: server-side paging and filters, refreshed every two seconds; each
-// page's verdicts come in one /api/verdicts request (a finished run's is kept).
+// page's verdicts come in one /api/verdicts request (a finished run's is kept; a finished
+// sweep member's only for a while, since its relative verdict moves with its siblings).
 import { api, connectionBanner, el, formatNumber, formatTime } from "./api.js";
 import { isFinal, statusBadge, statusOptions } from "./status.js";
+import { verdictCell } from "./verdicts.js";
 
 const PAGE_SIZE = 50;
 const REFRESH_MS = 2000;
@@ -15,20 +17,18 @@ const pageInfo = document.querySelector("#page-info");
 const banner = connectionBanner();
 let timer = null;
 let generation = 0;
-const VERDICT_TEXT = {
-  overfitting: "over-fitting", underfitting: "under-fitting", healthy: "healthy", too_early: "too early",
-};
-const finalVerdicts = new Map(); // run id → verdict of a run that can no longer change
+const SIBLINGS_MS = 30000;
+const finalVerdicts = new Map(); // run id → { verdict, at } of a run that no longer trains
 
-function verdictBadge(verdict) {
-  if (!verdict) return "";
-  let text = VERDICT_TEXT[verdict.verdict] ?? verdict.verdict;
-  if (verdict.from_epoch !== null) text += ` from ${verdict.from_epoch}`;
-  return el("span", { class: `badge verdict verdict-${verdict.verdict}`, title: `${verdict.hint} — ${verdict.reason}` }, text);
+function keptVerdict(run) {
+  const kept = finalVerdicts.get(run.id);
+  if (!kept) return undefined;
+  if (run.sweep_id && Date.now() - kept.at > SIBLINGS_MS) return undefined;
+  return kept.verdict;
 }
 
 async function loadVerdicts(runs, mine) {
-  const wanted = runs.filter((run) => !finalVerdicts.has(run.id)).map((run) => run.id);
+  const wanted = runs.filter((run) => !keptVerdict(run)).map((run) => run.id);
   let fetched = {};
   if (wanted.length) {
     try {
@@ -39,10 +39,11 @@ async function loadVerdicts(runs, mine) {
   }
   if (mine !== generation) return;
   for (const run of runs) {
-    const verdict = finalVerdicts.get(run.id) ?? fetched[String(run.id)];
-    if (verdict && isFinal(run.status)) finalVerdicts.set(run.id, verdict);
+    const kept = keptVerdict(run);
+    const verdict = kept ?? fetched[String(run.id)];
+    if (verdict && !kept && isFinal(run.status)) finalVerdicts.set(run.id, { verdict, at: Date.now() });
     const cell = body.querySelector(`tr[data-id="${run.id}"] td.verdict`);
-    if (cell) cell.replaceChildren(verdictBadge(verdict));
+    if (cell) cell.replaceChildren(verdictCell(verdict));
   }
 }
 
@@ -101,7 +102,7 @@ function row(run) {
     el("td", {}, statusBadge(run.status)),
     el("td", {}, progress(run)),
     el("td", { class: "num" }, formatNumber(run.best_val_data_loss)),
-    el("td", { class: "verdict" }, verdictBadge(finalVerdicts.get(run.id))),
+    el("td", { class: "verdict" }, verdictCell(keptVerdict(run))),
     el("td", {}, run.regularization),
     el("td", {}, run.device ?? ""),
     el("td", { class: "time" }, formatTime(run.created_at)),
