@@ -4,6 +4,7 @@
 import { api, connectionBanner, el, followRun, formatNumber } from "./api.js";
 import { isFinal, statusBadge } from "./status.js";
 import { Chart, ChartGroup, chartCard, colorOf } from "./charts.js";
+import { showCompareSummary } from "./compare-summary.js";
 
 const ids = (new URLSearchParams(location.search).get("ids") ?? "")
   .split(",").map((part) => Number(part.trim())).filter((id) => Number.isInteger(id) && id > 0);
@@ -344,6 +345,8 @@ async function start() {
     lastEpoch.set(run.id, epochs.length ? epochs[epochs.length - 1] : -1);
   }
   findGroups();
+  const summary = document.querySelector("#compare-summary");
+  if (groups.length) showCompareSummary(runs.map((run) => run.id), summary);
   document.querySelector("#bands-toggle").hidden = groups.length === 0;
   document.querySelector("#controls").replaceChildren(group.controls());
   buildCharts();
@@ -358,6 +361,7 @@ async function start() {
         run.status = data.status;
         if (isFinal(data.status)) Object.assign(run, await api(`/api/experiments/${run.id}`));
         renderTable();
+        if (isFinal(data.status) && groupOf.has(run.id)) showCompareSummary(runs.map((one) => one.id), summary);
       },
       onConnection: (connected) => banner.set(connected),
     });

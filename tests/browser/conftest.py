@@ -9,32 +9,63 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 CHROMIUM = os.environ.get("REGLAB_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 
 
+ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def chromium() -> Iterator[Playwright]:
+    """One Playwright driver for every browser of the session."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ],
-        )
-        yield browser
-        browser.close()
+        yield playwright
+
+
+def launch(playwright: Playwright, *args: str) -> Browser:
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*ARGS, *args])
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Playwright) -> Iterator[Browser]:
+    browser = launch(chromium, "--disable-gpu")
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def browser_without_webgl(chromium: Playwright) -> Iterator[Browser]:
+    """A Chromium that has no WebGL: no GPU and no software rasterizer to stand in, as on
+    many VMs and remote desktops."""
+    browser = launch(chromium, "--disable-gpu", "--disable-software-rasterizer")
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def browser_with_webgl(chromium: Playwright) -> Iterator[Browser]:
+    """A Chromium whose WebGL is SwiftShader's, on the CPU."""
+    browser = launch(chromium, "--use-angle=swiftshader", "--enable-unsafe-swiftshader")
+    yield browser
+    browser.close()
+
+
+HAS_WEBGL = """() => {
+  const gl = document.createElement("canvas").getContext("webgl");
+  return Boolean(gl && gl.getExtension("ANGLE_instanced_arrays"));
+}"""
 
 
 @contextmanager
