@@ -33,6 +33,7 @@ from app.spec import (
     ScheduleSpec,
     TrainingSpec,
 )
+from tests.browser.conftest import screenshot
 from tests.browser.test_new_form import field, open_form, stored_spec, submit_and_land
 
 # Each number input of the form and the spec field whose bounds it must carry.
@@ -146,6 +147,23 @@ def test_each_layer_type_shows_its_own_inputs_and_bounds(page: Page) -> None:
     )
     expect(page.locator('[name="model.layers.0.return_sequences"]')).to_be_visible()
     expect(page.locator('[name="model.layers.0.filters"]')).to_be_hidden()
+    # Its recurrent kernel takes a penalty of its own, like the kernel's.
+    recurrent_kind = page.locator('[name="model.layers.0.recurrent_regularizer.kind"]')
+    expect(recurrent_kind).to_be_visible()
+    expect(recurrent_kind).to_have_value("none")
+    # Recurrent dropout above 0 costs the cuDNN kernel: said beside it.
+    warning = page.locator("#recurrent-warning-0")
+    expect(warning).to_be_hidden()
+    recurrent_dropout.fill("0.2")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text(
+        "turns off the fast cuDNN kernel on a GPU (Keras falls back to the generic loop, "
+        "~25x slower)"
+    )
+    expect(recurrent_dropout).to_have_attribute("aria-describedby", "recurrent-warning-0")
+    screenshot(page, "new-form-recurrent-layer")
+    recurrent_dropout.fill("0")
+    expect(warning).to_be_hidden()
     units.fill(str(int(bounds(LSTMLayer, "units")[1]) + 1))
     page.get_by_role("button", name="Queue experiment").click()
     expect(field(page, "model.layers.0.units").locator(".field-error")).to_have_text(
@@ -156,6 +174,7 @@ def test_each_layer_type_shows_its_own_inputs_and_bounds(page: Page) -> None:
     expect(units).to_have_attribute("max", f"{bounds(DenseLayer, 'units')[1]:g}")
     expect(recurrent_dropout).to_be_hidden()
     expect(page.locator('[name="model.layers.0.return_sequences"]')).to_be_hidden()
+    expect(recurrent_kind).to_be_hidden()
 
 
 def test_a_stack_of_recurrent_layers_queues_from_the_form(page: Page, stack: str) -> None:
@@ -168,6 +187,8 @@ def test_a_stack_of_recurrent_layers_queues_from_the_form(page: Page, stack: str
     page.fill('[name="model.layers.0.units"]', "4")
     page.fill('[name="model.layers.0.recurrent_dropout"]', "0.1")
     page.locator('[name="model.layers.0.return_sequences"]').check()
+    page.select_option('[name="model.layers.0.recurrent_regularizer.kind"]', "l2")
+    page.fill('[name="model.layers.0.recurrent_regularizer.l2"]', "0.001")
     page.select_option('[name="model.layers.1.type"]', "gru")
     page.fill('[name="model.layers.1.units"]', "3")
     run_id = submit_and_land(page)
@@ -175,6 +196,9 @@ def test_a_stack_of_recurrent_layers_queues_from_the_form(page: Page, stack: str
         first, second = stored_spec(stack, run_id)["model"]["layers"]
         assert (first["type"], first["units"], first["return_sequences"]) == ("lstm", 4, True)
         assert first["recurrent_dropout"] == 0.1
+        recurrent = {key: value for key, value in first["recurrent_regularizer"].items() if value}
+        assert recurrent == {"kind": "l2", "l2": 0.001}
+        assert second.get("recurrent_regularizer") is None
         assert (second["type"], second["units"], second["return_sequences"]) == ("gru", 3, False)
         assert GRULayer.model_validate(second).units == 3
     finally:

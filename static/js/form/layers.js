@@ -1,7 +1,8 @@
 // The layer rows: one `tbody.layer-group` per hidden layer (its inputs, a note for settings
 // the table has no column for, and an error row), named by position (`model.layers.1.*`),
 // showing the inputs of the layer's type with that type's bounds (form/rules.js reads both
-// from the schema). A new row copies the last one.
+// from the schema). A recurrent layer has a second row: its recurrent kernel's penalty, and
+// a warning while its recurrent dropout is above 0. A new row copies the last one.
 import { el } from "../api.js";
 import { applies, field, numberInput, selectInput, setRule, setValue, valueOf } from "./fields.js";
 import { describeRegularizer, regularizerEditor } from "./regularizer.js";
@@ -9,9 +10,13 @@ import { LAYER_FIELDS } from "./rules.js";
 
 // Sizes a new row starts from when the spec gives none (units and filters have no default).
 const STARTING_SIZE = { units: 32, filters: 16 };
-// Penalties the table has no column for: kept from a cloned run and said so under the row.
-const EXTRA_KEYS = ["bias_regularizer", "activity_regularizer", "recurrent_regularizer"];
-const EXTRA_WORDS = { bias_regularizer: "bias", activity_regularizer: "activity", recurrent_regularizer: "recurrent" };
+// Penalties the table has no input for: kept from a cloned run and said so under the row.
+const EXTRA_KEYS = ["bias_regularizer", "activity_regularizer"];
+const EXTRA_WORDS = { bias_regularizer: "bias", activity_regularizer: "activity" };
+const RECURRENT = "recurrent_regularizer";
+// tensorflow #38236: Keras runs LSTM/GRU on cuDNN only without recurrent dropout.
+const CUDNN_WARNING = "Recurrent dropout above 0 turns off the fast cuDNN kernel on a GPU "
+  + "(Keras falls back to the generic loop, ~25x slower).";
 
 function keyed(key, control) {
   control.dataset.key = key;
@@ -36,12 +41,21 @@ export function layersSection(form, spec, { onRenumber }) {
     return EXTRA_KEYS.filter((key) => row.extras[key] && properties.includes(key));
   };
 
-  // Settings the table has no column for (bias, activity and recurrent penalties of a
-  // cloned run) are kept and sent as they were, and said so under the row.
+  // Settings the table has no input for (bias and activity penalties of a cloned run) are
+  // kept and sent as they were, and said so under the row.
   function showExtras(row) {
     const parts = keptExtras(row).map((key) => `${EXTRA_WORDS[key]} ${describeRegularizer(row.extras[key])}`);
     row.note.textContent = `Also kept from the cloned run: ${parts.join(", ")}.`;
     row.note.closest("tr").hidden = parts.length === 0;
+  }
+
+  // Whether the row's type has a recurrent kernel (and so takes its penalty).
+  const takesRecurrent = (row) => spec.layers[row.controls.type.value].properties.includes(RECURRENT);
+
+  // The cuDNN warning, beside a recurrent dropout above 0.
+  function showWarning(row) {
+    const input = row.controls.recurrent_dropout;
+    row.warning.hidden = !input || input.disabled || !(Number(input.value) > 0);
   }
 
   function setExtras(row, extras) {
@@ -62,6 +76,8 @@ export function layersSection(form, spec, { onRenumber }) {
     if (c.kernel_size) c.kernel_size.placeholder = String(ownerOf("kernel_size").defaults.kernel_size);
     if (c.pool_size) c.pool_size.placeholder = "none";
     const regularizer = regularizerEditor(spec, "", { label: false });
+    const recurrent = regularizerEditor(spec, "", { label: false, name: RECURRENT });
+    const warning = el("span", { class: "recurrent-warning", role: "note", hidden: true }, CUDNN_WARNING);
     const remove = el("button", { type: "button", class: "small danger remove" }, "Remove");
     const rowError = el("span", { class: "row-error-text", "aria-live": "polite" });
     const note = el("span", { class: "row-note-text" });
@@ -81,10 +97,19 @@ export function layersSection(form, spec, { onRenumber }) {
         el("td", { class: "plain" }, field(null, c.dropout)),
         el("td", { class: "actions plain" }, remove),
       ),
+      el(
+        "tr",
+        { class: "recurrent-row", hidden: true },
+        el("td"),
+        el("td", { colSpan: 3, class: "recurrent-label" }, el("span", { class: "label" }, "recurrent kernel penalty →"), warning),
+        el("td", { class: "plain" }, field(null, recurrent.kind)),
+        el("td", {}, el("div", { class: "cell-fields" }, Object.values(recurrent.fields), recurrent.none)),
+        el("td", { colSpan: 2 }),
+      ),
       el("tr", { class: "row-note", hidden: true }, el("td"), el("td", { colSpan: 7 }, note, " ", dropExtras)),
       el("tr", { class: "row-error", hidden: true }, el("td"), el("td", { colSpan: 7 }, rowError)),
     );
-    const row = { group, controls: c, regularizer, rowError, note, extras: {} };
+    const row = { group, controls: c, regularizer, recurrent, warning, rowError, note, extras: {} };
     rows.set(group, row);
 
     // A cell with two or more inputs labels them; then the whole row shows its small labels
@@ -105,10 +130,13 @@ export function layersSection(form, spec, { onRenumber }) {
         if (has && !check) setRule(c[key], kind.rules[key]);
       }
       setRule(c.dropout, kind.rules.dropout);
+      group.querySelector("tr.recurrent-row").hidden = !takesRecurrent(row);
+      showWarning(row);
       showExtras(row);
       updateLabels();
     };
     c.type.addEventListener("change", row.updateType);
+    c.recurrent_dropout?.addEventListener("input", () => showWarning(row));
     remove.addEventListener("click", () => {
       group.remove();
       renumber();
@@ -128,6 +156,7 @@ export function layersSection(form, spec, { onRenumber }) {
     setValue(c.activation, layer.activation ?? defaults.activation);
     setValue(c.dropout, layer.dropout ?? defaults.dropout);
     row.regularizer.fill(layer.regularizer);
+    row.recurrent.fill(layer[RECURRENT]);
     const extras = {};
     for (const key of EXTRA_KEYS) if (layer[key]) extras[key] = layer[key];
     setExtras(row, extras);
@@ -146,10 +175,12 @@ export function layersSection(form, spec, { onRenumber }) {
       group.querySelector(".index").textContent = String(index + 1);
       for (const control of group.querySelectorAll("[data-key]")) {
         control.name = `model.layers.${index}.${control.dataset.key}`;
-        const what = control.dataset.key.replace("regularizer.", "regularizer ");
+        const what = control.dataset.key.replace("regularizer.", "regularizer ").replace("_", " ");
         control.setAttribute("aria-label", `Layer ${index + 1} ${what}`);
       }
       row.rowError.dataset.errorFor = `model.layers.${index}`;
+      row.warning.id = `recurrent-warning-${index}`;
+      row.controls.recurrent_dropout?.setAttribute("aria-describedby", row.warning.id);
       const remove = group.querySelector("button.remove");
       remove.disabled = all.length === 1;
       remove.setAttribute("aria-label", `Remove layer ${index + 1}`);
@@ -165,6 +196,7 @@ export function layersSection(form, spec, { onRenumber }) {
     // A new row copies the last one's settings (not its cloned-run extras).
     for (const [key, control] of Object.entries(last.controls)) setValue(row.controls[key], valueOf(control));
     row.regularizer.copy(last.regularizer);
+    row.recurrent.copy(last.recurrent);
     row.updateType();
     table.append(row.group);
     renumber();
@@ -183,6 +215,7 @@ export function layersSection(form, spec, { onRenumber }) {
       }
       layer.activation = c.activation.value;
       layer.regularizer = regularizer.read(readControl);
+      if (takesRecurrent(row)) layer[RECURRENT] = row.recurrent.read(readControl);
       for (const key of keptExtras(row)) layer[key] = extras[key];
       layer.dropout = readControl(c.dropout);
       return layer;

@@ -19,17 +19,19 @@ export function describeRegularizer(spec) {
 }
 
 // `prefix` is the spec path, e.g. `training.global_regularizer`; a layer row's names are
-// set when it is numbered. `label`: full labels (a section) or short ones (a table cell).
-export function regularizerEditor(spec, prefix, { label }) {
+// set when it is numbered, from each input's `data-key` under `name` (the layer's field:
+// `regularizer`, `recurrent_regularizer`). `label`: full labels (a section) or short ones
+// (a table cell).
+export function regularizerEditor(spec, prefix, { label, name: fieldName = "regularizer" }) {
   const { rules, kindFields } = spec;
   const kind = selectInput(`${prefix}.kind`, [["none"], ...spec.regularizerKinds.map((name) => [name, KIND_LABELS[name]])]);
-  kind.dataset.key = "regularizer.kind";
+  kind.dataset.key = `${fieldName}.kind`;
   offerPlugins(kind);
   const strengths = {};
   const fields = {};
   for (const key of spec.strengths) {
     const input = numberInput(`${prefix}.${key}`, rules.strength);
-    input.dataset.key = `regularizer.${key}`;
+    input.dataset.key = `${fieldName}.${key}`;
     input.placeholder = String(DEFAULT_STRENGTH);
     strengths[key] = input;
     const short = STRENGTH_LABELS[key] ?? key;
@@ -39,7 +41,7 @@ export function regularizerEditor(spec, prefix, { label }) {
     type: "text", name: `${prefix}.params`, class: "params", autocomplete: "off", spellcheck: "false",
     placeholder: "strength=0.01, mode=1",
   });
-  params.dataset.key = "regularizer.params";
+  params.dataset.key = `${fieldName}.params`;
   ruleOf.set(params, { parse: (text) => parseParams(text, spec.params) });
   fields.params = field(label ? "Plugin parameters" : "params", params, {
     className: "params", hint: label ? "name=number, comma-separated; blank: the plugin's defaults" : undefined,
