@@ -168,6 +168,8 @@ def tokenize(text: str) -> list[Tok]:
             index = word.end()
             continue
         op = next((op for op in _OPS if text.startswith(op, index)), None)
+        if op is None and char == "[":
+            raise QueryError(position, "expected an index, [0] or [*]")
         if op is None:
             raise QueryError(position, f"unexpected character {char!r}")
         tokens.append(Tok("op", {"<>": "!=", "==": "="}.get(op, op), position))
@@ -428,9 +430,9 @@ def as_time(value: Value) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a time, or one that UTC puts past year 1..9999
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _article(kinds: str) -> str:
