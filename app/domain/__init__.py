@@ -1,6 +1,8 @@
 """The pure rules of reglab: no session, no HTTP, no Keras.
 
-verdict.py     over-fitting, under-fitting or healthy, from a run's curves
+verdict.py     over-fitting, still improving, under-fitting or healthy, from a run's
+               curves; and a run against the best point of its sweep
+winners.py     which sweep point wins by its mean over seeds, and how surely (Welch)
 spec_paths.py  paths into a spec (`model.layers[*].regularizer.l2`) that sweeps set
 sweep_plan.py  the runs a sweep request expands to
 uploads.py     reading and checking an uploaded CSV or NPZ file
