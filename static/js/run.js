@@ -294,7 +294,16 @@ function renderRun() {
 }
 
 async function reload() {
-  run = await api(`/api/experiments/${runId}`);
+  const fresh = await api(`/api/experiments/${runId}`);
+  // Epochs that came over the stream while this request was on its way stay counted.
+  if (fresh.attempt === run.attempt) {
+    fresh.epochs_done = Math.max(fresh.epochs_done, run.epochs_done);
+    const live = run.best_val_data_loss;
+    if (live !== null && (fresh.best_val_data_loss === null || live < fresh.best_val_data_loss)) {
+      Object.assign(fresh, { best_val_data_loss: live, best_epoch: run.best_epoch });
+    }
+  }
+  run = fresh;
   renderRun();
 }
 

@@ -167,3 +167,46 @@ def test_a_script_run_shows_its_own_facts_and_verdict(server_page: Page, live_se
     expect(page.locator("#spec")).to_contain_text("my measurements")
     page.goto("/")
     expect(page.locator(f'tr[data-id="{run_id}"] td.verdict')).to_have_text("over-fitting from 4")
+
+
+def test_a_retried_run_starts_its_curves_again(
+    server_page: Page, live_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live page of a run whose training process died: the retry trains from epoch 0,
+    and the page drops the first attempt's curves when the new attempt's status comes."""
+    from app.settings import get_settings
+    from reglab.client import WorkerClient
+
+    monkeypatch.setenv("REGLAB_MAX_ATTEMPTS", "2")  # the server in this process reads it
+    get_settings.cache_clear()
+    run_id = httpx.post(f"{live_server}/api/experiments", json=make_spec(name="retried")).json()[
+        "id"
+    ]
+    worker = WorkerClient(live_server)
+    claim = worker.claim(worker_id="w", host="h", devices=["CPU"], slot="CPU", wait=0)
+    assert claim is not None and claim["experiment_id"] == run_id
+    first = [
+        {"epoch": epoch, "values": {"data_loss": 1.0 - 0.1 * epoch, "val_data_loss": 1.1}}
+        for epoch in range(5)
+    ]
+    worker.upload_metrics(run_id, claim["lease_token"], first)
+    page = server_page
+    page.goto(f"/runs/{run_id}")
+    curve = "document.getElementById('chart-data-loss')?.data?.[0]?.x"
+    page.wait_for_function(f"{curve}?.length === 5")
+    expect(page.locator("#facts")).to_contain_text("1 of")
+
+    worker.finish(run_id, claim["lease_token"], status="failed", error="child died", retryable=True)
+    again = worker.claim(worker_id="w", host="h", devices=["CPU"], slot="CPU", wait=0)
+    assert again is not None and again["experiment_id"] == run_id and again["attempt"] == 2
+    second = [
+        {"epoch": epoch, "values": {"data_loss": 0.5 - 0.1 * epoch, "val_data_loss": 0.6}}
+        for epoch in range(2)
+    ]
+    worker.upload_metrics(run_id, again["lease_token"], second)
+    page.wait_for_function(f"JSON.stringify({curve}) === '[0,1]'")
+    training = page.evaluate("document.getElementById('chart-data-loss').data[0].y")
+    assert training == pytest.approx([0.5, 0.4])
+    expect(page.locator("#facts")).to_contain_text("2 of")
+    expect(page.locator("#fact-epoch")).to_contain_text("2 /")
+    worker.close()
