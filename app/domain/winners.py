@@ -21,6 +21,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from app.domain.spec_paths import PathError, parse_path, short_labels
@@ -63,7 +64,10 @@ class Point:
     runs: list[RunResult] = field(default_factory=list)
     unregularized: bool = False
 
-    @property
+    # The statistics are read once the runs are all in (a summary is built from a
+    # finished list of points), so each is computed once.
+
+    @cached_property
     def counted(self) -> list[RunResult]:
         return [run for run in self.runs if run.counts]
 
@@ -71,21 +75,21 @@ class Point:
     def n(self) -> int:
         return len(self.counted)
 
-    @property
+    @cached_property
     def values(self) -> list[float]:
         return [run.val for run in self.counted if run.val is not None]
 
-    @property
+    @cached_property
     def mean(self) -> float | None:
         values = self.values
         return sum(values) / len(values) if values else None
 
-    @property
+    @cached_property
     def std(self) -> float | None:
         values = self.values
         return math.sqrt(_variance(values)) if len(values) >= 2 else None
 
-    @property
+    @cached_property
     def train_mean(self) -> float | None:
         trains = [run.train for run in self.counted if run.train is not None]
         if not trains or len(trains) != self.n:
@@ -402,13 +406,16 @@ def sweep_points(
     fallback: str,
 ) -> list[Point]:
     """A sweep's points, in the order their first runs came, from (run, swept values)."""
-    points: dict[str, Point] = {}
+    points: dict[tuple[tuple[str, float], ...], Point] = {}
     for run, values in runs:
-        point = {path: float(value) for path, value in (values or {}).items()}
-        key = point_key(point)
-        if key not in points:
-            points[key] = Point(key, point_label(paths, point, fallback), point)
-        points[key].runs.append(run)
+        seen = tuple(sorted((path, float(value)) for path, value in (values or {}).items()))
+        found = points.get(seen)
+        if found is None:
+            point = dict(seen)
+            found = points[seen] = Point(
+                point_key(point), point_label(paths, point, fallback), point
+            )
+        found.runs.append(run)
     return list(points.values())
 
 

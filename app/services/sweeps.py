@@ -5,7 +5,8 @@ pruning runs that lag the sweep's median."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func
@@ -14,7 +15,7 @@ from sqlmodel import Session, col, select
 from app.domain import winners
 from app.domain.spec_paths import short_labels
 from app.domain.sweep_plan import MAX_SEED, SweepInvalid, expand, run_name
-from app.errors import FieldProblem, InvalidField, NotFound
+from app.errors import Conflict, FieldProblem, InvalidField, NotFound
 from app.models import FINAL_STATUSES, Experiment, Metric, Status, Sweep
 from app.schemas.sweeps import (
     MAX_RUNS,
@@ -82,18 +83,94 @@ def detail(*, session: Session, row: Sweep) -> SweepDetail:
     """A sweep with its runs (point, seed, best and final data losses) and the summary of
     its points over seeds; one query for the runs, the statistics in Python."""
     assert row.id is not None
-    runs = runs_of(session=session, sweep_id=row.id)
+    runs = run_columns(session=session, sweep_id=row.id)
     counts: dict[str, int] = {}
     for run in runs:
         counts[run.status] = counts.get(run.status, 0) + 1
     losses = [run.best_val_data_loss for run in runs if run.best_val_data_loss is not None]
-    ids = [run.id for run in runs if run.id is not None]
-    out = _out(row, ids, {"counts": counts, "best": min(losses, default=None)})
-    summary = winners_of(row, runs).as_dict()
+    out = _out(row, [run.id for run in runs], {"counts": counts, "best": min(losses, default=None)})
+    summary = winners_of(row, [(_result(run), run.point) for run in runs])
     return SweepDetail(
         **dict(out),
-        runs=[SweepRunOut.of(run) for run in runs],
-        summary=SummaryOut.model_validate(summary),
+        runs=[SweepRunOut.model_validate(run, from_attributes=True) for run in runs],
+        summary=SummaryOut.model_validate(summary.as_dict()),
+    )
+
+
+# What the sweep page shows of each run, read without decoding whole specs: the seed and
+# the epochs are paths into the spec's JSON, the last data losses into `last_metrics`.
+_RUN_COLUMNS = (
+    col(Experiment.id),
+    col(Experiment.name),
+    col(Experiment.status),
+    col(Experiment.point),
+    col(Experiment.spec)[("training", "seed")].as_integer().label("seed"),
+    col(Experiment.spec)[("training", "epochs")].as_integer().label("epochs_total"),
+    col(Experiment.best_val_data_loss),
+    col(Experiment.best_epoch),
+    col(Experiment.last_metrics)["data_loss"].as_float().label("data_loss"),
+    col(Experiment.last_metrics)["val_data_loss"].as_float().label("val_data_loss"),
+    col(Experiment.epochs_done),
+    col(Experiment.group_key),
+    col(Experiment.error),
+    col(Experiment.pack_id),
+    col(Experiment.verdict),
+)
+
+
+@dataclass(slots=True)
+class SweepRun:
+    """One run of a sweep as its page shows it (SweepRunOut's fields)."""
+
+    id: int
+    name: str
+    status: str
+    point: dict[str, float]
+    seed: int
+    epochs_total: int
+    best_val_data_loss: float | None
+    best_epoch: int | None
+    data_loss: float | None
+    val_data_loss: float | None
+    epochs_done: int
+    group_key: str | None
+    error: str | None
+    pack_id: int | None
+    verdict: str | None
+
+
+def run_columns(*, session: Session, sweep_id: int) -> list[SweepRun]:
+    """A sweep's runs in the order they were queued, as its page shows them (one query)."""
+    rows = session.execute(
+        select(*_RUN_COLUMNS)  # type: ignore[call-overload]
+        .where(col(Experiment.sweep_id) == sweep_id)
+        .order_by(col(Experiment.id))
+    ).all()
+    return [
+        SweepRun(
+            id=row.id,
+            name=row.name,
+            status=row.status,
+            point=row.point or {},
+            seed=row.seed or 0,
+            epochs_total=row.epochs_total if row.epochs_total is not None else row.epochs_done,
+            best_val_data_loss=row.best_val_data_loss,
+            best_epoch=row.best_epoch,
+            data_loss=row.data_loss,
+            val_data_loss=row.val_data_loss,
+            epochs_done=row.epochs_done,
+            group_key=row.group_key,
+            error=row.error,
+            pack_id=row.pack_id,
+            verdict=row.verdict,
+        )
+        for row in rows
+    ]
+
+
+def _result(run: SweepRun) -> winners.RunResult:
+    return winners.RunResult(
+        run.id, run.status == Status.succeeded, run.best_val_data_loss, run.data_loss
     )
 
 
@@ -102,15 +179,13 @@ def axis_paths(row: Sweep) -> list[str]:
     return [str(axis["path"]) for axis in row.spec.get("axes", [])]
 
 
-def winners_of(row: Sweep, runs: Sequence[Experiment]) -> winners.Summary:
+def winners_of(
+    row: Sweep, runs: Iterable[tuple[winners.RunResult, Mapping[str, float] | None]]
+) -> winners.Summary:
     """Which point of the sweep wins by its mean over seeds, and how surely (the pure
-    rules in app/domain/winners.py); `runs` are the sweep's, in order."""
+    rules in app/domain/winners.py), from its runs in order with their swept values."""
     paths = axis_paths(row)
-    points = winners.sweep_points(
-        paths,
-        ((result_of(run), run.point) for run in runs if run.id is not None),
-        fallback=row.name,
-    )
+    points = winners.sweep_points(paths, runs, fallback=row.name)
     return winners.summarize(points, regularizing=winners.regularizing_paths(paths))
 
 
@@ -128,7 +203,8 @@ def add_seeds(
     """Queue `count` more seeds for every point of the sweep, seeds continuing after the
     largest it used; the new runs pack like the sweep's own, and its `seeds` grows.
 
-    Raises InvalidField (`body.count`) when the sweep would pass its run limit.
+    Raises InvalidField (`body.count`) when the sweep would pass its run limit, Conflict
+    when it has no runs left (all deleted) to take the points from.
     """
     sweep = session.get(Sweep, sweep_id, with_for_update=True)
     if sweep is None:
@@ -137,6 +213,8 @@ def add_seeds(
     templates: dict[str, Experiment] = {}
     for run in runs:
         templates.setdefault(winners.point_key(run.point), run)
+    if not templates:
+        raise Conflict(f"sweep {sweep_id} has no runs left to repeat with more seeds")
     total = len(runs) + len(templates) * count
     if total > MAX_RUNS:
         raise InvalidField.several(

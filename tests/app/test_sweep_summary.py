@@ -205,6 +205,12 @@ def test_adding_seeds_is_bounded_and_checked(api: TestClient) -> None:
     fits = api.post(f"/api/sweeps/{sweep['id']}/seeds", json={"count": 1})
     assert fits.status_code == 200 and len(fits.json()["runs"]) == 180
 
+    emptied = new_sweep(api, [0, 1e-3], seeds=1)
+    for run in emptied["runs"]:
+        assert api.delete(f"/api/experiments/{run['id']}").status_code == 204
+    gone = api.post(f"/api/sweeps/{emptied['id']}/seeds", json={"count": 1})
+    assert gone.status_code == 409 and "no runs left" in gone.json()["detail"]
+
 
 def test_the_compare_summary_groups_seed_repeats(api: TestClient) -> None:
     plain = {"type": "dense", "units": 8}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from app.api.deps import ReadSessionDep, SessionDep, SettingsDep, SweepDep, SweepId
-from app.schemas import BAD_BODY, SweepDetail, SweepIn, SweepList, not_found
+from app.schemas import BAD_BODY, ErrorOut, SweepDetail, SweepIn, SweepList, not_found
 from app.schemas.sweeps import SeedsIn
 from app.services import sweeps
 
@@ -40,9 +40,14 @@ def list_sweeps(
 
 
 @router.get("/{sweep_id}", response_model=SweepDetail, responses=NOT_FOUND)
-def read(sweep: SweepDep, session: ReadSessionDep) -> SweepDetail:
-    """A sweep and its runs: point, seed, best and final data losses."""
-    return sweeps.detail(session=session, row=sweep)
+def read(sweep: SweepDep, session: ReadSessionDep) -> Response:
+    """A sweep and its runs (point, seed, best and final data losses), and its summary:
+    the points by their mean over seeds, the best and the runner-up, and whether seed
+    noise could explain the difference."""
+    detail = sweeps.detail(session=session, row=sweep)
+    # Serialized once here: FastAPI would dump and validate the model again, a third of
+    # the answer's time at a sweep of 1,000 runs.
+    return Response(detail.model_dump_json(), media_type="application/json")
 
 
 @router.post("/{sweep_id}/cancel", response_model=SweepDetail, responses=NOT_FOUND)
@@ -52,12 +57,21 @@ def cancel(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
     return sweeps.detail(session=session, row=row)
 
 
-@router.post("/{sweep_id}/seeds", response_model=SweepDetail, responses={**NOT_FOUND, **BAD_BODY})
+@router.post(
+    "/{sweep_id}/seeds",
+    response_model=SweepDetail,
+    responses={
+        **NOT_FOUND,
+        **BAD_BODY,
+        409: {"model": ErrorOut, "description": "No runs left to repeat"},
+    },
+)
 def add_seeds(
     sweep_id: SweepId, body: SeedsIn, session: SessionDep, settings: SettingsDep
 ) -> SweepDetail:
     """Queue `count` more seeds for every point of the sweep (seeds continue after the
-    largest used; the new runs pack like the sweep's own); 422 past the sweep's run limit."""
+    largest used; the new runs pack like the sweep's own); 422 past the sweep's run limit,
+    409 when every run of the sweep was deleted."""
     row = sweeps.add_seeds(
         session=session,
         sweep_id=sweep_id,
