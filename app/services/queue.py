@@ -7,9 +7,9 @@ token that no longer holds the run (the run was cancelled, requeued or claimed a
 raises `LeaseLost` and changes nothing.
 
 Each attempt trains from the start, so a claim clears what an earlier attempt stored:
-its metric rows and the summary on the run. Its events stay, keyed by attempt (the
-stream replays the latest attempt's), except those of a claim handed back (`release`),
-whose attempt number the next claim takes again.
+its metric rows and their summaries, and the summary on the run. Its events stay, keyed
+by attempt (the stream replays the latest attempt's), except those of a claim handed
+back (`release`), whose attempt number the next claim takes again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from app.db import dialect_insert
 from app.errors import LeaseLost
 from app.models import Event, Experiment, Metric, Status, Worker, utcnow
+from app.services import summaries
 from app.services.experiments import change_status
 
 # Kinds of events that an attempt stores once per epoch (status events are the story of
@@ -120,6 +121,7 @@ def _forget_earlier_attempts(*, session: Session, row: Experiment) -> None:
     if row.attempt == 0 and row.epochs_done == 0:
         return  # a first claim: nothing stored yet
     session.exec(sa_delete(Metric).where(col(Metric.experiment_id) == row.id))
+    summaries.forget(session=session, experiment_id=row.id)
     session.exec(
         sa_delete(Event)
         .where(col(Event.experiment_id) == row.id)

@@ -4,8 +4,8 @@ Queries filter and sort on these (`metrics.val_data_loss.best < 0.4`) without re
 every epoch, so they are kept at ingest: one upsert per upload, in the upload's own
 transaction, each row folding the upload's values into what was there. The best epoch is
 the run's epoch of lowest `val_data_loss` (the run's `best_epoch` as ingest sets it);
-when an upload moves it, every series of that upload takes its value there (none, for a
-series not logged at that epoch). A retried attempt starts over: `forget` clears them.
+when an upload moves it, every series takes its value there (none, for a series not
+logged at that epoch). A retried attempt starts over: `forget` clears them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, select
+from sqlalchemy import case, or_, select, update
 from sqlalchemy import delete as sa_delete
 from sqlmodel import Session, SQLModel, col
 
@@ -81,6 +81,26 @@ def keep(*, session: Session, uploads: Sequence[tuple[Experiment, Sequence[Epoch
     connection = session.connection()
     for start in range(0, len(rows), _CHUNK):
         connection.execute(statement, rows[start : start + _CHUNK])
+    for row, points in uploads:
+        _clear_stale_bests(session=session, row=row, points=points)
+
+
+def _clear_stale_bests(*, session: Session, row: Experiment, points: Sequence[EpochPoint]) -> None:
+    """A run's series that this upload left out have no value at a best epoch the upload
+    brought: their best becomes none. Rare (a run logs the same series every epoch), so
+    an upload stays one statement."""
+    best = row.best_epoch
+    if best is None or all(epoch != best for epoch, _, _ in points):
+        return
+    uploaded = {name for _, values, _ in points for name in values}
+    stale = sorted(set(row.last_metrics or {}) - uploaded)
+    if stale:
+        session.execute(
+            update(_TABLE)
+            .where(_TABLE.c.experiment_id == row.id, _TABLE.c.name.in_(stale))
+            .where(or_(_TABLE.c.best_epoch.is_(None), _TABLE.c.best_epoch != best))
+            .values(best_epoch=best, best_value=None)
+        )
 
 
 def forget(*, session: Session, experiment_id: int) -> None:
