@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,18 +28,52 @@ PG_ADMIN_URL = os.environ.get("REGLAB_TEST_PG_URL", "postgresql://postgres@127.0
 
 
 def _use_database(url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the app's settings at `url`, a database migrated to the head already."""
     monkeypatch.setenv("REGLAB_DATABASE_URL", url)
     monkeypatch.setenv("REGLAB_DATA_DIR", str(data_dir))
     monkeypatch.setenv("REGLAB_SWEEP_SECONDS", "0.5")
     monkeypatch.setenv("REGLAB_ALLOWED_HOSTS", "testserver")  # TestClient's Host
     get_settings.cache_clear()
     reset_engines()
-    upgrade(url)
+
+
+# Migrating a new database costs a second or more (on PostgreSQL, three): each session
+# migrates one template of each kind once, and every test gets a fresh copy of it.
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the head, closed (its write-ahead log folded in)."""
+    path = tmp_path_factory.mktemp("template") / "reglab.db"
+    upgrade(f"sqlite:///{path}")
+    reset_engines()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A PostgreSQL database migrated to the head, for `CREATE DATABASE ... TEMPLATE`."""
+    name = f"reglab_template_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True)
+    except psycopg.OperationalError as error:  # CI must not skip: fail loudly
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {error}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    upgrade(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}")
+    reset_engines()  # a template must have no connections
+    yield name
+    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
 
 
 @pytest.fixture
-def sqlite_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'reglab.db'}"
+def sqlite_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_template: Path
+) -> Iterator[str]:
+    """A fresh SQLite file at the head (a copy of the migrated template)."""
+    path = tmp_path / "reglab.db"
+    shutil.copyfile(sqlite_template, path)
+    url = f"sqlite:///{path}"
     _use_database(url, tmp_path / "data", monkeypatch)
     yield url
     reset_engines()
@@ -46,14 +81,14 @@ def sqlite_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh database on this machine's PostgreSQL, dropped afterwards."""
+def postgres_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_template: str
+) -> Iterator[str]:
+    """A fresh database on this machine's PostgreSQL at the head (a copy of the migrated
+    template), dropped afterwards."""
     name = f"reglab_test_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True)
-    except psycopg.OperationalError as error:  # CI must not skip: fail loudly
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {error}")
-    admin.execute(f'CREATE DATABASE "{name}"')
+    admin = psycopg.connect(PG_ADMIN_URL, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     url = f"{base}/{name}"
     _use_database(url, tmp_path / "data", monkeypatch)
