@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench bench-mlflow clean
+.PHONY: install run test test-fast lint bench bench-mlflow clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "reglab needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The unit tests only: no server or worker processes, no browser (a few minutes).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not system"
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_overhead.py

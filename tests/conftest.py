@@ -25,6 +25,21 @@ from app.migrate import upgrade
 from app.settings import get_settings
 
 PG_ADMIN_URL = os.environ.get("REGLAB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+TESTS = Path(__file__).resolve().parent
+# The folders of system tests: they start servers, workers or a browser. `make test-fast`
+# leaves them out (`-m "not system"`); the folder is the one place that says so.
+SYSTEM_FOLDERS = {"e2e", "browser", "faults", "load", "scaleout"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        if folder in SYSTEM_FOLDERS:
+            item.add_marker(pytest.mark.system)
+        if folder in ("e2e", "browser"):
+            item.add_marker(pytest.mark.e2e)
+        if folder == "browser":
+            item.add_marker(pytest.mark.browser)
 
 
 def _use_database(url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
