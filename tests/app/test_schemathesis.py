@@ -46,6 +46,7 @@ RULES_BEYOND_THE_SCHEMA = [
     ("GET", "/api/experiments"),  # the filter and order languages
     ("PATCH", "/api/experiments/{experiment_id}"),  # at most 100 tags on a run
     ("POST", "/api/sweeps"),
+    ("POST", "/api/sweeps/{sweep_id}/seeds"),  # the sweep's run limit
     ("POST", "/api/datasets"),
     ("POST", "/api/worker/experiments/{experiment_id}/histograms"),
 ]
