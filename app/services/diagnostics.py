@@ -66,11 +66,26 @@ def own_verdicts(*, session: Session, rows: Iterable[Experiment]) -> dict[int, V
 
 def store_verdicts(*, session: Session, rows: Sequence[Experiment]) -> None:
     """Store on each run that reached a final status its own verdict (the caller commits)."""
-    final = [row for row in rows if Status(row.status).is_final]
-    for run_id, judged in own_verdicts(session=session, rows=final).items():
-        row = next(row for row in final if row.id == run_id)
-        row.verdict = judged.verdict
-        session.add(row)
+    final = {row.id: row for row in rows if row.id is not None and Status(row.status).is_final}
+    for run_id, judged in own_verdicts(session=session, rows=final.values()).items():
+        final[run_id].verdict = judged.verdict
+        session.add(final[run_id])
+
+
+def backfill_verdicts(*, session: Session, limit: int = 500) -> int:
+    """Store the verdicts of up to `limit` ended runs that have none stored (runs that
+    ended before verdicts were stored), oldest first, and commit; returns how many. Called
+    until it returns 0, it fills every one."""
+    rows = session.exec(
+        select(Experiment)
+        .where(col(Experiment.status).in_(list(FINAL_STATUSES)))
+        .where(col(Experiment.verdict).is_(None))
+        .order_by(col(Experiment.id))
+        .limit(limit)
+    ).all()
+    store_verdicts(session=session, rows=rows)
+    session.commit()
+    return len(rows)
 
 
 def relative_verdicts(
@@ -102,7 +117,9 @@ def relative_verdicts(
         assert sibling.sweep_id is not None
         by_sweep.setdefault(sibling.sweep_id, []).append(sibling)
     best = {
-        sweep.id: sweeps.winners_of(sweep, by_sweep.get(sweep.id, [])).best
+        sweep.id: sweeps.winners_of(
+            sweep, [(sweeps.result_of(run), run.point) for run in by_sweep.get(sweep.id, [])]
+        ).best
         for sweep in found
         if sweep.id is not None
     }

@@ -14,6 +14,7 @@ from sqlmodel import col, select
 
 from app.db import session_scope
 from app.models import Experiment
+from app.services import diagnostics
 from tests.factories import make_spec
 
 L2 = "model.layers[*].regularizer.l2"
@@ -284,6 +285,16 @@ def test_a_run_stores_its_verdict_when_it_ends_and_a_stale_one_is_rewritten(
     assert body["verdicts"][str(ids[0])]["verdict"] == "overfitting"
     assert body["verdicts"][str(ids[0])]["relative"] is None  # not in a sweep
     assert body["verdicts"][str(ids[0])]["overall"]["verdict"] == "overfitting"
+    assert stored_verdicts(ids) == {ids[0]: "overfitting", ids[1]: "too_early", ids[2]: None}
+
+    # Runs that ended before verdicts were stored are filled in by the backfill, a batch
+    # at a time; a run still queued stays without one.
+    with session_scope() as session:
+        session.exec(update(Experiment).where(col(Experiment.id).in_(ids)).values(verdict=None))
+        session.commit()
+        assert diagnostics.backfill_verdicts(session=session, limit=1) == 1
+        assert diagnostics.backfill_verdicts(session=session, limit=5) == 1
+        assert diagnostics.backfill_verdicts(session=session) == 0
     assert stored_verdicts(ids) == {ids[0]: "overfitting", ids[1]: "too_early", ids[2]: None}
 
 
