@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import HAS_WEBGL, open_page, screenshot
+from tests.browser.conftest import HAS_WEBGL, SCREENSHOTS, open_page, screenshot
 from tests.browser.test_sweep_page import L2, Trainer, create_sweep, trace
 
 DROPOUT = "model.layers[*].dropout"
@@ -194,6 +194,9 @@ def test_parallel_coordinates_with_and_without_webgl(
         expect(page.locator("body")).not_to_contain_text("get.webgl.org")
         expect(page.locator(".no-webgl")).to_have_count(0)
         screenshot(page, "sweep-parcoords-without-webgl")
+        page.locator("#chart-parcoords").locator("..").screenshot(
+            path=str(SCREENSHOTS / "sweep-points-table.png")
+        )
         # No other page draws a WebGL chart either.
         run_id = sweep["experiment_ids"][0]
         for other in (f"/runs/{run_id}", f"/compare?ids={run_id},{run_id + 1}", "/", "/sweeps"):
@@ -301,6 +304,7 @@ def test_the_best_mean_its_rival_and_the_sides_of_the_u(page: Page, live_server:
     expect(page.locator(f'tr[data-id="{ids[0.0][0]}"] td.verdict')).to_have_text(
         "over-fitting vs l2=0.0001"
     )
+    screenshot(page, "runs-relative-verdicts")
 
     # The compare page: the seed groups as bands, and the same statistics in words.
     everything = [run_id for value in L2_RUNS for run_id in ids[value]]

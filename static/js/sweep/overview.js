@@ -115,7 +115,7 @@ function pointsTable(sweep, runs, summary, container) {
   const [low, high] = [Math.min(...means), Math.max(...means)];
   const columns = [
     ...sweep.axes.map((axis, index) => ({ key: axis.path, label: sweep.labels[index], value: (p) => p.point[axis.path] })),
-    { key: "n", label: "runs", value: (p) => p.val.n },
+    { key: "n", label: "seeds", value: (p) => p.val.n },
     { key: "loss", label: "best val data loss", value: (p) => p.val.mean },
   ];
   const sortBy = columns.find((column) => column.key === tableSort.column) ?? columns[columns.length - 1];
