@@ -17,11 +17,11 @@ ones for tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from reglab.client import LeaseLostError, ReglabClient, WorkerClient
+from reglab.client import LeaseLostError, ReglabClient, ReglabError, WorkerClient
 
 log = logging.getLogger("reglab.channels")
 
@@ -119,18 +119,30 @@ class HeartbeatChannel(Channel, Protocol):
 
 class ScriptRunChannel:
     """A user's own training script: creates its run (POST /api/runs) on `open`, uploads
-    to /api/runs/{id}/..., heartbeats and finishes with the user token."""
+    to /api/runs/{id}/..., heartbeats and finishes with the user token.
 
-    token_hint = "set REGLAB_TOKEN or pass token=... to ReglabCallback"
+    `device` says what the script trains on; it is asked on the sender's thread when the
+    run is created and, while it answers None (no framework loaded yet), again before
+    each upload of epochs, until the run has its device."""
+
+    token_hint = "set REGLAB_TOKEN or pass token=... to ReglabCallback or reglab.Run"
 
     def __init__(
-        self, client: ReglabClient, *, name: str, script: dict[str, Any], heartbeat_seconds: float
+        self,
+        client: ReglabClient,
+        *,
+        name: str,
+        script: dict[str, Any],
+        heartbeat_seconds: float,
+        device: Callable[[], str | None] | None = None,
     ) -> None:
         self.client = client
         self.name = name
         self.script = script
         self.heartbeat_seconds = heartbeat_seconds
         self.run_id: int | None = None
+        self.device: str | None = None  # as the run has it on the server
+        self._describe_device = device
 
     @property
     def url(self) -> str:
@@ -143,14 +155,42 @@ class ScriptRunChannel:
                 raise ValueError(f"a point of run {point.run} sent to run {self.run_id}")
         return self.run_id
 
+    def _device_now(self) -> str | None:
+        if self._describe_device is None:
+            return None
+        try:
+            return self._describe_device()
+        except Exception as error:  # never a reason to lose the run
+            log.warning("reglab: the device could not be told (%s)", error)
+            self._describe_device = None
+            return None
+
     def open(self) -> None:
         if self.run_id is None:
-            self.run_id = int(self.client.create_run(self.name, self.script)["id"])
+            device = self._device_now()
+            self.run_id = int(self.client.create_run(self.name, self.script, device)["id"])
+            self.device = device
             log.info("reglab: streaming to %s/runs/%d", self.url, self.run_id)
             self.heartbeat()  # learns the lease, so that heartbeats come often enough
 
+    def _tell_device(self, run_id: int) -> None:
+        """Record the device once it is known, if the run was created without it."""
+        if self.device is not None or self._describe_device is None:
+            return
+        device = self._device_now()
+        if device is None:
+            return
+        try:
+            self.client.set_run_device(run_id, device)
+        except ReglabError as error:  # refused: the epochs still go; no second try
+            log.warning("reglab: the server refused the device %r: %s", device, error)
+            self._describe_device = None
+            return
+        self.device = device
+
     def upload_epochs(self, points: Sequence[EpochPoint]) -> None:
         run_id = self._own(points)
+        self._tell_device(run_id)
         self.client.upload_run_epochs(run_id, [point.body() for point in points])
 
     def upload_steps(self, points: Sequence[StepPoint]) -> None:

@@ -55,6 +55,9 @@ class EpochRecord:
     statistics: bool = True  # add each kernel's norm and sparsity to the values
     histogram: bool = False  # also bin the kernels into histograms for this epoch
     run: int | None = None  # None: the channel's own run
+    # More values computed from these on the sender thread (e.g. the penalty from frozen
+    # weights), so that the training thread does not wait for them.
+    derive: Callable[[Mapping[str, float]], Mapping[str, float]] | None = None
 
 
 class _Retry(Exception):
@@ -346,10 +349,15 @@ class Sender:
 
     def _send_epochs(self) -> None:
         if not self._epoch_batches:
-            batch: list[EpochPoint] = []
+            # An epoch handed over twice (a loop that logs it again) goes once, its latest
+            # values: one request never names a (run, epoch) twice.
+            batch: dict[tuple[int | None, int], EpochPoint] = {}
             while self._epochs and len(batch) < self.epochs_per_upload:
-                batch.append(self._epoch_point(self._epochs.popleft()))
-            self._epoch_batches.append(batch)
+                point = self._epoch_point(self._epochs.popleft())
+                if batch.pop((point.run, point.epoch), None) is not None:
+                    self._settle(1)
+                batch[point.run, point.epoch] = point
+            self._epoch_batches.append(list(batch.values()))
         done = self._upload(self.channel.upload_epochs, self._epoch_batches, "epochs")
         if done is not None:
             sent, stored = done
@@ -414,6 +422,11 @@ class Sender:
         (e.g. no memory left to copy huge kernels): a failing extra never costs the
         epoch's metrics, nor kills this thread (which `flush` would wait on)."""
         values = dict(record.values)
+        if record.derive is not None:
+            try:
+                values.update(record.derive(values))
+            except Exception as error:  # costs the derived values only
+                log.warning("reglab: epoch %d: no derived values (%s)", record.epoch, error)
         if record.statistics and record.kernels:
             try:
                 values.update(layer_statistics(record.kernels))
