@@ -1,8 +1,10 @@
 """Your own Keras training script, streamed into reglab's dashboard by one callback.
 
 Nothing here uses reglab but `ReglabCallback`: the run appears on the dashboard with a
-summary of the model (layers, L2 penalties, dropout), its curves drawn live, and marked
-succeeded (or failed, with the error) when the script ends.
+summary of the model (layers, L2 penalties, dropout) and the device it trains on, its
+curves drawn live (the data loss apart from the penalty, which Keras folds into `loss`),
+its verdict, and marked succeeded (or failed, with the error) when the script ends;
+`log_test` adds the test metrics of `model.evaluate`.
 
     REGLAB_SERVER_URL=http://127.0.0.1:8000 REGLAB_TOKEN=... \\
         python examples/own_script.py --epochs 20 --log-every batch
@@ -44,6 +46,8 @@ def main() -> None:
 
     keras.utils.set_random_seed(0)
     x, y = noisy_blobs(args.samples)
+    n_test = len(x) // 5
+    (x_test, y_test), (x, y) = (x[:n_test], y[:n_test]), (x[n_test:], y[n_test:])
     l2 = keras.regularizers.L2(0.01)
     model = keras.Sequential(
         [
@@ -74,7 +78,9 @@ def main() -> None:
         verbose=0,
         callbacks=[reglab],
     )
+    test = reglab.log_test(model.evaluate(x_test, y_test, verbose=0, return_dict=True))
     print(f"trained {len(history.history['loss'])} epochs, run {reglab.run_id}")
+    print(f"test accuracy {test['test_accuracy']:.3f}, test data loss {test['test_data_loss']:.4f}")
     if reglab.error:
         print(f"not streamed: {reglab.error}")
 
