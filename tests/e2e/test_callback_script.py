@@ -1,9 +1,9 @@
 """ReglabCallback in plain Keras scripts (subprocesses that import keras, numpy and
 `reglab.ReglabCallback` only) against a real `reglab serve` that requires a token:
-the run and its summary, every epoch once, per-batch logging bucketed with its spike kept,
-a wrong token that never stops training, a crash recorded as failed, a cancel from the
-dashboard that stops the script, a server restarted mid-run with nothing lost, and resends
-after lost answers stored once."""
+the run and its summary, device, data loss apart from the penalty and test metrics, every
+epoch once, per-batch logging bucketed with its spike kept, a wrong token that never stops
+training, a crash recorded as failed, a cancel from the dashboard that stops the script, a
+server restarted mid-run with nothing lost, and resends after lost answers stored once."""
 
 from __future__ import annotations
 
@@ -241,6 +241,19 @@ def test_the_example_script_streams_a_run_with_its_summary(server: Server) -> No
         assert history["epochs"] == [0, 1, 2, 3]
         for name in ("loss", "val_loss", "accuracy", "kernel_norm/dense", "sparsity/dense"):
             assert len(history["series"][name]) == 4 and None not in history["series"][name]
+        # The penalty apart from the data loss, measured in the model's steps.
+        series = history["series"]
+        for name in ("data_loss", "val_data_loss", "reg_loss", "val_reg_loss"):
+            assert len(series[name]) == 4 and None not in series[name], name
+        for epoch in range(4):
+            assert series["reg_loss"][epoch] > 0
+            total = series["data_loss"][epoch] + series["reg_loss"][epoch]
+            assert series["loss"][epoch] == pytest.approx(total, rel=1e-9)
+        assert "measured in each training step" in script["series"]["reg_loss"]
+        assert run["device"] == "CPU (tensorflow)"
+        test = run["test_metrics"]
+        assert set(test) == {"test_loss", "test_accuracy", "test_data_loss", "test_reg_loss"}
+        assert f"test accuracy {test['test_accuracy']:.3f}" in process.stdout
         assert metric_events(api, 1) == [0, 1, 2, 3]  # every epoch once
 
 
