@@ -256,7 +256,8 @@ class ReglabCallback(keras.callbacks.Callback):
             return
         values = finite_values(logs or {})
         values["epoch_seconds"] = entered - self._epoch_started
-        complete_losses(values)  # data_loss from the in-step reg_loss, or the other way
+        if self._owns_sender:  # (a worker's logs have every loss already)
+            complete_losses(values)  # data_loss from the in-step reg_loss, or the other way
         derive = None
         if self._penalty_start is not None and "data_loss" not in values:
             end = penalties.FrozenPenalty(self._regularized)
