@@ -78,6 +78,13 @@ def as_test_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {**{f"test_{name}": value for name, value in losses.items()}, **named}
 
 
+def _count(value: Any, most: int) -> int | None:
+    """A config's count (epochs, batch size) where the server takes it: 1 to `most`."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most:
+        return value
+    return None
+
+
 def error_text(kind: type[BaseException], value: BaseException) -> str:
     """A run's error for an exception: its last line, e.g. 'RuntimeError: boom at epoch 2'."""
     return "".join(traceback.format_exception_only(kind, value)).strip() or kind.__name__
@@ -210,14 +217,11 @@ class Run:
             info["regularization"] = from_config
         elif "regularization" not in info:
             info["regularization"] = "none"
-        epochs, batch_size = config.get("epochs"), config.get("batch_size")
         dataset = config.get("dataset")
         info.update(
             task=task,
-            epochs=epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None,
-            batch_size=batch_size
-            if isinstance(batch_size, int) and not isinstance(batch_size, bool)
-            else None,
+            epochs=_count(config.get("epochs"), 10**6),
+            batch_size=_count(config.get("batch_size"), 10**7),
             dataset=dataset if isinstance(dataset, str) else None,
             framework=describe_framework(),
             config=config,

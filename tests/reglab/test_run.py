@@ -153,3 +153,17 @@ def test_importing_run_loads_no_framework_and_no_server_package() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_config_counts_out_of_the_servers_bounds_are_kept_out_of_the_facts(
+    live_server: str,
+) -> None:
+    config = {"epochs": 0, "batch_size": True, "task": "ranking", "notes": "x" * 300}
+    with Run("odd config", config=config, url=live_server) as run:
+        run.log(0, loss=1.0)
+    assert run.error is None
+    got = read(live_server, run.run_id)
+    assert got["status"] == "succeeded"
+    assert (got["script"]["epochs"], got["script"]["batch_size"]) == (None, None)
+    assert got["script"]["config"]["epochs"] == 0 and got["script"]["config"]["task"] == "ranking"
+    assert len(got["script"]["config"]["notes"]) == 255
