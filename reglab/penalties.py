@@ -72,9 +72,20 @@ def install_penalty_metric(model: keras.Model) -> bool:
     for step in ("train_step", "test_step"):
         if getattr(type(model), step, None) is not getattr(keras.Model, step):
             return False  # a custom step may never call compute_loss
+    tracker = keras.metrics.Mean(name=PENALTY_METRIC)
+    # Tracked as the model's own metric (reset each epoch, reported in the logs); a built
+    # subclassed model locks its state, as Keras itself unlocks it to add some.
+    state = getattr(model, "_tracker", None)
+    locked = bool(getattr(state, "locked", False))
+    if locked:
+        state.unlock()
+    try:
+        setattr(model, _INSTALLED, tracker)
+    finally:
+        if locked:
+            state.lock()
     original = model.compute_loss
     takes_training = "training" in inspect.signature(original).parameters
-    tracker = keras.metrics.Mean(name=PENALTY_METRIC)
 
     def compute_loss(
         x: Any = None,
@@ -93,7 +104,6 @@ def install_penalty_metric(model: keras.Model) -> bool:
         return total
 
     model.compute_loss = compute_loss
-    setattr(model, _INSTALLED, tracker)  # tracked: reset each epoch, reported in the logs
     # Steps traced before (an earlier fit or evaluate) do not call the wrapper: trace again.
     for name in ("train_function", "test_function"):
         if getattr(model, name, None) is not None:

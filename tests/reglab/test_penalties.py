@@ -93,6 +93,29 @@ def test_a_model_fitted_before_is_traced_again_with_the_metric() -> None:
     assert close(last["loss"] - last["reg_loss"], last["ref_data_loss"])
 
 
+def test_a_built_subclassed_model_gets_the_metric() -> None:
+    class Subclassed(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, kernel_regularizer=keras.regularizers.L2(0.05))
+            self.out = keras.layers.Dense(1)
+
+        def call(self, inputs: Any) -> Any:
+            return self.out(self.hidden(inputs))
+
+    keras.utils.set_random_seed(0)
+    model = Subclassed()
+    model.compile(optimizer="adam", loss="mse", metrics=[keras.metrics.MeanSquaredError("ref")])
+    model.fit(*data(), epochs=1, batch_size=16, verbose=0)  # built: its state is locked
+    assert penalties.install_penalty_metric(model)
+    logs = Logs()
+    model.fit(*data(), epochs=2, batch_size=16, validation_split=0.25, verbose=0, callbacks=[logs])
+    last = logs.epochs[-1]
+    assert last["reg_loss"] > 0
+    assert close(last["loss"] - last["reg_loss"], last["ref"])
+    assert close(last["val_loss"] - last["val_reg_loss"], last["val_ref"])
+
+
 def test_a_custom_train_step_gets_no_metric() -> None:
     class Custom(keras.Sequential):
         def train_step(self, data: Any) -> Any:
