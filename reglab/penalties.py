@@ -75,7 +75,7 @@ def install_penalty_metric(model: keras.Model) -> bool:
     tracker = keras.metrics.Mean(name=PENALTY_METRIC)
     # Tracked as the model's own metric (reset each epoch, reported in the logs); a built
     # subclassed model locks its state, as Keras itself unlocks it to add some.
-    state = getattr(model, "_tracker", None)
+    state: Any = getattr(model, "_tracker", None)
     locked = bool(getattr(state, "locked", False))
     if locked:
         state.unlock()
