@@ -148,6 +148,17 @@ class MetricSummary(SQLModel, table=True):
     last value, the minimum and the maximum, kept at ingest (app/services/summaries.py)
     so that queries filter and sort on metrics without reading every epoch."""
 
+    # A filter on one summary of one metric reads the runs it matches from one of these;
+    # keyed by (run, name) without a rowid on SQLite, so each index holds the run's id and
+    # a run's summary is one lookup.
+    __table_args__ = (
+        *(
+            Index(f"ix_metricsummary_name_{column}", "name", column)
+            for column in ("best_value", "last_value", "min_value", "max_value")
+        ),
+        {"sqlite_with_rowid": False},
+    )
+
     experiment_id: int = Field(
         foreign_key="experiment.id", primary_key=True, ondelete="CASCADE", sa_type=Int64
     )
@@ -158,6 +169,29 @@ class MetricSummary(SQLModel, table=True):
     max_value: float
     best_epoch: int | None = None
     best_value: float | None = None
+
+
+class ExperimentParam(SQLModel, table=True):
+    """One value of a run's spec, by its path (`model.layers[0].regularizer.l2`) and the
+    path's generic form (`model.layers[*].regularizer.l2`), written once when the run is
+    queued (app/domain/spec_values.py): queries over `params.` search these indexes."""
+
+    # Keyed by (run, path) without a rowid on SQLite: each index holds the key too, so a
+    # search by generic path and value never reads the table.
+    __table_args__ = (
+        Index("ix_experimentparam_generic_number", "generic", "number"),
+        Index("ix_experimentparam_generic_text", "generic", "text"),
+        {"sqlite_with_rowid": False},
+    )
+
+    experiment_id: int = Field(
+        foreign_key="experiment.id", primary_key=True, ondelete="CASCADE", sa_type=Int64
+    )
+    path: str = Field(primary_key=True, max_length=300)
+    generic: str = Field(max_length=300)
+    kind: str = Field(max_length=8)  # number, text or bool (1.0 or 0.0 in `number`)
+    number: float | None = None
+    text: str | None = Field(default=None, max_length=500)
 
 
 class Event(SQLModel, table=True):

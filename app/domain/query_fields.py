@@ -40,6 +40,8 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
     "epochs_done": frozenset({NUMBER}),
 }
 SUMMARIES = ("best", "last", "min", "max")
+# The spec's notes are the run's notes (on the run, editable), not a setting.
+NOT_SETTINGS = frozenset({"notes"})
 # Metric names and tag keys: the characters a metric name may have (app.schemas.common).
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:/\-]{1,100}$")
 KNOWN = (
@@ -128,6 +130,8 @@ def _param(path: str, position: int) -> FieldRef:
         tokens = tuple(parse_path(path))
     except PathError as error:
         raise FieldError(f"params.{path}: {error}") from None
+    if tokens[0] in NOT_SETTINGS:
+        raise FieldError(f"'params.{path}' is not a setting: a run's notes are not searched")
     kinds = param_kinds(tokens)
     return FieldRef("params", render(tokens), kinds, tokens=tokens, position=position)
 

@@ -1,11 +1,13 @@
 """A parsed run query (app/domain/query.py) as SQLAlchemy expressions over `experiment`.
 
-The same tree compiles for SQLite and for PostgreSQL; only the JSON functions differ:
-SQLite's `json_extract`, `json_type` and `json_each`, PostgreSQL's `jsonb_extract_path`,
-`jsonb_typeof` and `jsonb_array_elements` (the JSON columns cast to `jsonb`). A `[*]` in a
-spec path is an EXISTS over the array's elements; a metric test is an EXISTS on the
-metric summary table (app/services/summaries.py keeps it at ingest). Every value is a
-bound parameter, never text pasted into the SQL.
+The same expressions run on SQLite and PostgreSQL. A test on a setting or a metric is
+`experiment.id IN (SELECT experiment_id FROM ... )` over an indexed table: the spec's
+values (`experimentparam`, app/domain/spec_values.py), where a `[*]` in the path reads
+the generic path (any element matches) and an index a concrete one; the per-metric
+summaries (`metricsummary`, app/services/summaries.py). The database answers from the
+matches' index entries instead of parsing every spec. Tags are read from the run's
+JSON column (`json_extract` on SQLite, `jsonb_extract_path` on PostgreSQL). Every value
+is a bound parameter, never text pasted into the SQL.
 
 SQL's NULL would make `NOT x = 1` skip a run without `x`; a test under a NOT is made
 two-valued (false when the field is missing), so that NOT turns every test around.
@@ -22,14 +24,10 @@ from sqlalchemy import (
     Float,
     String,
     and_,
-    case,
     cast,
-    column,
-    exists,
     false,
     func,
     literal,
-    literal_column,
     or_,
     select,
 )
@@ -37,26 +35,16 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import SQLModel, col
 
-from app.domain.query import (
-    And,
-    Compare,
-    Expr,
-    Has,
-    In,
-    Like,
-    Not,
-    Or,
-    OrderKey,
-    Value,
-    as_time,
-)
+from app.domain.query import And, Compare, Expr, Has, In, Like, Not, Or, OrderKey, Value, as_time
 from app.domain.query_fields import BOOL, NUMBER, TEXT, TIME, FieldRef
-from app.domain.spec_paths import Token
-from app.models import Experiment, MetricSummary, UtcDateTime
+from app.domain.spec_values import DATASET
+from app.models import Experiment, UtcDateTime
 
 SQL = ColumnElement[Any]
-_EXPERIMENT = SQLModel.metadata.tables["experiment"]
 Build = Callable[[SQL], SQL]
+_EXPERIMENT = SQLModel.metadata.tables["experiment"]
+_PARAMS = SQLModel.metadata.tables["experimentparam"]
+_SUMMARIES = SQLModel.metadata.tables["metricsummary"]
 
 _COLUMNS: dict[str, Any] = {
     "id": Experiment.id,
@@ -73,14 +61,12 @@ _COLUMNS: dict[str, Any] = {
     "epochs_done": Experiment.epochs_done,
 }
 _NOT_NULL = {"id", "status", "name", "created", "source", "epochs_done"}
-_SUMMARY_COLUMNS: dict[str, Any] = {
-    "best": col(MetricSummary.best_value),
-    "last": col(MetricSummary.last_value),
-    "min": col(MetricSummary.min_value),
-    "max": col(MetricSummary.max_value),
+_SUMMARY_COLUMNS = {
+    "best": _SUMMARIES.c.best_value,
+    "last": _SUMMARIES.c.last_value,
+    "min": _SUMMARIES.c.min_value,
+    "max": _SUMMARIES.c.max_value,
 }
-_SQLITE_TYPES = {NUMBER: ("integer", "real"), TEXT: ("text",), BOOL: ("true", "false")}
-_PG_TYPES = {NUMBER: "number", TEXT: "string", BOOL: "boolean"}
 
 
 def _kind(value: Value, ref: FieldRef) -> str:
@@ -91,12 +77,15 @@ def _kind(value: Value, ref: FieldRef) -> str:
     return NUMBER if isinstance(value, int | float) else TEXT
 
 
-def bind(value: Value, kind: str) -> SQL:
-    """A value as a typed bound parameter (a float compared with an integer column stays a
-    float: PostgreSQL would round it to the column's type)."""
+def bind(value: Value, kind: str, ref: FieldRef) -> SQL:
+    """A value as a typed bound parameter: a float compared with an integer column stays a
+    float (PostgreSQL would round it to the column's type); true and false are 1.0 and
+    0.0 in a setting's `number`."""
     if kind == TIME:
         return literal(as_time(value), UtcDateTime())
     if isinstance(value, bool):
+        if ref.family == "params":
+            return literal(1.0 if value else 0.0, Float())
         return literal(value, Boolean())
     if isinstance(value, int):
         return literal(value, BigInteger())
@@ -110,7 +99,6 @@ class Compiler:
 
     def __init__(self, dialect: str) -> None:
         self.postgres = dialect == "postgresql"
-        self.aliases = 0
 
     # --- Filters -------------------------------------------------------------------------
 
@@ -126,7 +114,7 @@ class Compiler:
             return self.tag(expr.field.name, exists_only=True).is_not(None)
         if isinstance(expr, Compare):
             kind = _kind(expr.value, expr.field)
-            value = bind(expr.value, kind)
+            value = bind(expr.value, kind, expr.field)
             op = expr.op
             return self.test(expr.field, kind, lambda x: _compare(x, op, value), negated)
         if isinstance(expr, In):
@@ -143,7 +131,7 @@ class Compiler:
         by_kind: dict[str, list[SQL]] = {}
         for value in expr.values:
             kind = _kind(value, expr.field)
-            by_kind.setdefault(kind, []).append(bind(value, kind))
+            by_kind.setdefault(kind, []).append(bind(value, kind, expr.field))
         tests = [
             self.test(expr.field, kind, _membership(values, expr.negated), negated)
             for kind, values in by_kind.items()
@@ -154,55 +142,49 @@ class Compiler:
         """`build` applied to the field's value of this kind."""
         if ref.family == "metrics":
             summary = _SUMMARY_COLUMNS[ref.summary or "last"]
-            return exists(
-                select(literal(1)).where(
-                    col(MetricSummary.experiment_id) == Experiment.id,
-                    col(MetricSummary.name) == literal(ref.name, String()),
-                    build(summary),
+            return self.run_id().in_(
+                select(_SUMMARIES.c.experiment_id).where(
+                    _SUMMARIES.c.name == literal(ref.name, String()), build(summary)
                 )
             )
         if ref.family == "params":
-            return self.json_test(self.spec(), ref.tokens, ref, kind, build, negated)
+            return self.run_id().in_(self.param_matches(ref, kind, build))
+        if ref.family == "attribute" and ref.name == "dataset":
+            return self.run_id().in_(
+                select(_PARAMS.c.experiment_id).where(
+                    _PARAMS.c.generic == literal(DATASET, String()), build(_PARAMS.c.text)
+                )
+            )
         if ref.family == "attribute" and ref.name in _NOT_NULL:
             return build(_COLUMNS[ref.name])
-        value = self.tag(ref.name) if ref.family == "tags" else self.attribute(ref.name)
+        value = self.tag(ref.name) if ref.family == "tags" else _COLUMNS[ref.name]
         return _two_valued(build(value)) if negated else build(value)
 
-    def json_test(
-        self,
-        doc: SQL,
-        tokens: tuple[Token, ...],
-        ref: FieldRef,
-        kind: str,
-        build: Build,
-        negated: bool,
-        element: Any = None,
-    ) -> SQL:
-        """A test on a spec path; each `[*]` an EXISTS over the elements of its array."""
-        if None in tokens:
-            at = tokens.index(None)
-            each = self.elements(doc, tokens[:at], element)
-            inner = self.json_test(each.c.value, tokens[at + 1 :], ref, kind, build, False, each)
-            return exists(select(literal(1)).select_from(each).where(inner))
-        condition = build(self.json_value(doc, tokens, ref.kinds, kind, element))
-        return _two_valued(condition) if negated else condition
+    def param_matches(self, ref: FieldRef, kind: str, build: Build) -> Any:
+        """The runs with a value at the setting's path (any element, for `[*]`) that
+        meets `build`."""
+        generic = "".join(
+            f".{token}" if isinstance(token, str) else "[*]" for token in ref.tokens
+        ).lstrip(".")
+        conditions = [_PARAMS.c.generic == literal(generic, String())]
+        if not ref.wild:
+            conditions.append(_PARAMS.c.path == literal(ref.name, String()))
+        elif any(isinstance(token, int) for token in ref.tokens):
+            conditions.append(_PARAMS.c.path.like(literal(_path_pattern(ref), String()), "\\"))
+        if len(ref.kinds) > 1:  # the spec's schema fixes one kind per path, or not
+            conditions.append(_PARAMS.c.kind == literal(kind, String()))
+        conditions.append(build(_PARAMS.c.text if kind == TEXT else _PARAMS.c.number))
+        return select(_PARAMS.c.experiment_id).where(*conditions)
 
     # --- Values --------------------------------------------------------------------------
 
-    def spec(self) -> SQL:
-        """The spec column, as `jsonb` on PostgreSQL (its JSON type has no operators)."""
-        spec = _EXPERIMENT.c.spec
-        return cast(spec, JSONB) if self.postgres else spec
-
-    def attribute(self, name: str) -> SQL:
-        if name != "dataset":
-            return _COLUMNS[name]
-        spec = self.spec()
-        return func.coalesce(
-            self.json_value(spec, ("dataset", "upload", "name"), frozenset({TEXT}), TEXT),
-            self.json_value(spec, ("dataset", "name"), frozenset({TEXT}), TEXT),
-            self.json_value(spec, ("script", "dataset"), frozenset({TEXT}), TEXT),
-        )
+    def run_id(self) -> SQL:
+        """The run's id as IN tests read it. On SQLite `id + 0`: SQLite would otherwise
+        look up every id of one IN list in the runs table (a list of a setting of every
+        layer holds thousands, duplicates included), where a scan of a small index of the
+        runs checks each run against every list, whatever their sizes."""
+        run_id = _EXPERIMENT.c.id
+        return run_id if self.postgres else run_id + 0
 
     def tag(self, key: str, exists_only: bool = False) -> SQL:
         """A tag's value (text; NULL for a bare label or none), or with `exists_only`
@@ -216,58 +198,6 @@ class Compiler:
         if exists_only:
             return func.json_type(_EXPERIMENT.c.tags, path)
         return func.json_extract(_EXPERIMENT.c.tags, path)
-
-    def json_value(
-        self,
-        doc: SQL,
-        tokens: tuple[Token, ...],
-        kinds: frozenset[str],
-        kind: str,
-        element: Any = None,
-    ) -> SQL:
-        """The value at a path (no `[*]`) as `kind`: NULL where it is missing or of
-        another kind. `element` is the array element `doc` comes from, if any."""
-        if self.postgres:
-            keys = [literal(str(token), String()) for token in tokens]
-            value = func.jsonb_extract_path(doc, *keys) if keys else doc
-            text = (
-                func.jsonb_extract_path_text(doc, *keys)
-                if keys
-                else doc.op("#>>")(literal_column("'{}'"))
-            )
-            if kind == NUMBER:
-                converted: SQL = cast(text, Float())
-            elif kind == BOOL:
-                converted = cast(text, Boolean())
-            else:
-                converted = text
-            return case((func.jsonb_typeof(value) == _PG_TYPES[kind], converted))
-        if not tokens and element is not None:
-            value, json_type = element.c.value, element.c.type
-        else:
-            path = literal(_sqlite_path(tokens), String())
-            value, json_type = func.json_extract(doc, path), func.json_type(doc, path)
-        if kinds == frozenset({kind}):
-            return value  # the spec's schema guarantees the kind
-        return case((json_type.in_(_SQLITE_TYPES[kind]), value))
-
-    def elements(self, doc: SQL, tokens: tuple[Token, ...], element: Any) -> Any:
-        """The elements of the array at a path, as a table with a `value` column."""
-        self.aliases += 1
-        name = f"each_{self.aliases}"
-        if self.postgres:
-            keys = [literal(str(token), String()) for token in tokens]
-            array = func.jsonb_extract_path(doc, *keys) if keys else doc
-            only_array = case((func.jsonb_typeof(array) == "array", array))
-            return (
-                func.jsonb_array_elements(only_array)
-                .table_valued(column("value", JSONB))
-                .alias(name)
-            )
-        if not tokens and element is not None:
-            return func.json_each(doc).table_valued("value", "type").alias(name)
-        path = literal(_sqlite_path(tokens), String())
-        return func.json_each(doc, path).table_valued("value", "type").alias(name)
 
     # --- Order ---------------------------------------------------------------------------
 
@@ -285,29 +215,40 @@ class Compiler:
             return (
                 select(_SUMMARY_COLUMNS[ref.summary or "last"])
                 .where(
-                    col(MetricSummary.experiment_id) == Experiment.id,
-                    col(MetricSummary.name) == literal(ref.name, String()),
+                    _SUMMARIES.c.experiment_id == Experiment.id,
+                    _SUMMARIES.c.name == literal(ref.name, String()),
                 )
                 .scalar_subquery()
             )
         if ref.family == "tags":
             return self.tag(ref.name)
-        if ref.family == "attribute":
-            return self.attribute(ref.name)
-        if len(ref.kinds) == 1:
-            (kind,) = ref.kinds
-            return self.json_value(self.spec(), ref.tokens, ref.kinds, kind)
-        if self.postgres:  # several kinds: jsonb orders them all
-            keys = [literal(str(token), String()) for token in ref.tokens]
-            return func.jsonb_extract_path(self.spec(), *keys)
-        return func.json_extract(self.spec(), literal(_sqlite_path(ref.tokens), String()))
+        if ref.family == "attribute" and ref.name != "dataset":
+            return _COLUMNS[ref.name]
+        path, column = (
+            (DATASET, _PARAMS.c.text)
+            if ref.family == "attribute"
+            else (ref.name, _PARAMS.c.text if ref.kinds == {TEXT} else _PARAMS.c.number)
+        )
+        return (
+            select(column)
+            .where(
+                _PARAMS.c.experiment_id == Experiment.id,
+                _PARAMS.c.path == literal(path, String()),
+            )
+            .scalar_subquery()
+        )
 
 
-def _sqlite_path(tokens: tuple[Token, ...]) -> str:
-    """`$."model"."layers"[0]`: keys quoted, so that any key reads as itself."""
-    return "$" + "".join(
-        f'."{token}"' if isinstance(token, str) else f"[{token}]" for token in tokens
-    )
+def _path_pattern(ref: FieldRef) -> str:
+    """A LIKE pattern for a path with both `[*]` and indexes: `model.layers[%].x[0]`, `_`
+    taken literally (the generic path fixes the rest)."""
+    out = ""
+    for token in ref.tokens:
+        if isinstance(token, str):
+            out += ("." if out else "") + token.replace("\\", "\\\\").replace("_", "\\_")
+        else:
+            out += "[%]" if token is None else f"[{token}]"
+    return out
 
 
 def _membership(values: list[SQL], negated: bool) -> Build:

@@ -86,8 +86,8 @@ class ExperimentOut(BaseModel):
     metrics: dict[str, MetricSummaryOut] | None = Field(
         default=None,
         description="Each metric summed up (best, last, min, max), as queries filter and "
-        "sort on them; null in the answers that do not read them (a script run's "
-        "creation and finish)",
+        "sort on them. A list holds those its `metrics` parameter names (null without "
+        "it); a single run, every metric; null in a script run's creation and finish",
     )
 
     @classmethod
@@ -156,14 +156,8 @@ class ExperimentOut(BaseModel):
             ),
             tags=dict(row.tags or {}),
             notes=row.notes,
-            metrics=(
-                {
-                    name: MetricSummaryOut.model_validate(dict(values))
-                    for name, values in summaries.get(row.id, {}).items()
-                }
-                if summaries is not None
-                else None
-            ),
+            # Plain mappings, validated as MetricSummaryOut (cheaper than a model each).
+            metrics=summaries.get(row.id, {}) if summaries is not None else None,  # type: ignore[arg-type]
         )
 
 

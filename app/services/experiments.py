@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete as sa_delete
-from sqlalchemy import func
+from sqlalchemy import func, literal
 from sqlmodel import Session, col, select
 
 from app import events
@@ -15,8 +15,17 @@ from app.domain.query import QueryError, parse_filter, parse_order
 from app.domain.query_sql import order_clauses, where_clause
 from app.domain.storage import remove_artifacts
 from app.errors import Conflict, InvalidField, NotFound
-from app.models import BatchMetric, Event, Experiment, Metric, MetricSummary, Status, utcnow
-from app.services import datasets
+from app.models import (
+    BatchMetric,
+    Event,
+    Experiment,
+    ExperimentParam,
+    Metric,
+    MetricSummary,
+    Status,
+    utcnow,
+)
+from app.services import datasets, params
 from app.settings import Settings
 from app.spec import ExperimentSpec
 
@@ -70,6 +79,7 @@ def create(
     )
     session.add(row)
     session.flush()
+    params.record(session=session, rows=[row])
     change_status(row, Status.queued, session=session)
     if commit:
         session.commit()
@@ -132,14 +142,24 @@ def list_experiments(
         conditions.append(col(Experiment.name).ilike(f"%{name}%"))
     if ids is not None:
         conditions.append(col(Experiment.id).in_(ids))
-    rows = session.exec(
-        select(Experiment).where(*conditions).order_by(*order).offset(offset).limit(limit)
+    # The page's ids first (the search and the sort read indexes, never a spec), then
+    # those runs whole. With a filter, the count of every match comes in the same pass.
+    count = func.count().over() if conditions else literal(None)
+    page = session.execute(
+        select(col(Experiment.id), count)
+        .where(*conditions)
+        .order_by(*order)
+        .offset(offset)
+        .limit(limit)
     ).all()
-    if len(rows) < limit and (rows or offset == 0):
-        total = offset + len(rows)  # this page holds the last match
-    else:
+    found, _ = find(session=session, ids=[run_id for run_id, _ in page])
+    if page and conditions:
+        total = page[0][1]
+    elif len(page) < limit and (page or offset == 0):
+        total = offset + len(page)  # this page holds the last match
+    else:  # no filter (a count of the table is instant), or past the last page
         total = session.exec(select(func.count()).select_from(Experiment).where(*conditions)).one()
-    return list(rows), int(total)
+    return list(found.values()), int(total)
 
 
 def _dialect(session: Session) -> str:
@@ -191,7 +211,7 @@ def delete(*, session: Session, experiment_id: int, settings: Settings) -> None:
     row = require(session=session, experiment_id=experiment_id, lock=True)
     if row.status == Status.running:
         raise Conflict(f"experiment {row.id} is running: cancel it first")
-    for table in (Metric, MetricSummary, BatchMetric, Event):
+    for table in (Metric, MetricSummary, ExperimentParam, BatchMetric, Event):
         session.exec(sa_delete(table).where(col(table.experiment_id) == experiment_id))
     session.delete(row)
     session.commit()

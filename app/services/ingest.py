@@ -19,7 +19,7 @@ from sqlmodel import Session, SQLModel, col, select
 from app import events
 from app.db import dialect_insert
 from app.errors import LeaseLost
-from app.models import Event, Experiment, Metric, Status, utcnow
+from app.models import Experiment, Status, utcnow
 from app.services import summaries, sweeps
 from app.services.queue import STOPPED
 

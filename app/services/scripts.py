@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from app.errors import Conflict, NotFound
 from app.models import Experiment, Status, utcnow
-from app.services import diagnostics, metrics
+from app.services import diagnostics, metrics, params
 from app.services.experiments import change_status
 
 
@@ -50,6 +50,7 @@ def create(
     )
     session.add(row)
     session.flush()
+    params.record(session=session, rows=[row])  # its dataset, for queries
     change_status(row, Status.running, session=session)
     session.commit()
     return row

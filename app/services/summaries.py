@@ -109,23 +109,24 @@ def forget(*, session: Session, experiment_id: int) -> None:
 
 
 def of_runs(
-    *, session: Session, experiment_ids: Sequence[int]
+    *, session: Session, experiment_ids: Sequence[int], names: Sequence[str] | None = None
 ) -> dict[int, dict[str, dict[str, float | None]]]:
-    """Each run's summaries: run id → metric → {best, last, min, max} (runs without
-    metrics map to {})."""
+    """Each run's summaries (of every metric, or of those named): run id → metric →
+    {best, last, min, max}; a run without any maps to {}."""
     found: dict[int, dict[str, dict[str, float | None]]] = {run: {} for run in experiment_ids}
     if not experiment_ids:
         return found
-    rows = session.execute(
-        select(
-            col(MetricSummary.experiment_id),
-            col(MetricSummary.name),
-            col(MetricSummary.best_value),
-            col(MetricSummary.last_value),
-            col(MetricSummary.min_value),
-            col(MetricSummary.max_value),
-        ).where(col(MetricSummary.experiment_id).in_(list(experiment_ids)))
-    ).all()
+    query = select(
+        col(MetricSummary.experiment_id),
+        col(MetricSummary.name),
+        col(MetricSummary.best_value),
+        col(MetricSummary.last_value),
+        col(MetricSummary.min_value),
+        col(MetricSummary.max_value),
+    ).where(col(MetricSummary.experiment_id).in_(list(experiment_ids)))
+    if names is not None:
+        query = query.where(col(MetricSummary.name).in_(list(names)))
+    rows = session.execute(query).all()
     for experiment_id, name, best, last, low, high in rows:
         found.setdefault(experiment_id, {})[name] = {
             "best": best,

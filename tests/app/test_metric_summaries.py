@@ -1,7 +1,8 @@
 """The per-metric summaries that queries read (app/services/summaries.py), on SQLite and
 PostgreSQL: after uploads in any order and resends they equal what the stored metric
 rows say; a pack's upload keeps every member's in one statement; a retried attempt, a
-script run, a deletion; and migration 0006 fills them from the rows already stored."""
+script run, a deletion; and migration 0006 fills them (and the searchable spec values)
+from the rows already stored, as the services write them."""
 
 from __future__ import annotations
 
@@ -53,6 +54,15 @@ def from_rows(run_id: int) -> dict[str, dict[str, float | None]]:
         }
         for name, values in series.items()
     }
+
+
+def spec_rows() -> list[tuple[Any, ...]]:
+    """Every searchable spec value, as the services or the migration wrote them."""
+    with get_engine().connect() as connection:
+        rows = connection.execute(
+            text("SELECT experiment_id, path, generic, kind, number, text FROM experimentparam")
+        )
+        return sorted(tuple(row) for row in rows)
 
 
 def kept(run_id: int) -> dict[str, dict[str, float | None]]:
@@ -214,13 +224,16 @@ def test_migration_0006_fills_the_summaries_ingest_keeps(any_db: str) -> None:
             max_attempts=1,
         )
         session.commit()
+        scripts.create(session=session, name="script", script={"dataset": "x"}, lease_seconds=9)
     ids = [row.id for row in (*runs, noted)]
     before = {run: kept(run) for run in ids}
+    params_before = spec_rows()
     reset_engines()
     command.downgrade(alembic_config(any_db), "0005")
     reset_engines()
     command.upgrade(alembic_config(any_db), "head")
     assert {run: kept(run) for run in ids} == before
+    assert spec_rows() == params_before and len(params_before) > 4 * 20
     assert before[runs[0].id] == from_rows(runs[0].id) and before[runs[2].id] == {}
     with Session(get_engine()) as session:
         row = experiments.require(session=session, experiment_id=noted.id)

@@ -228,7 +228,7 @@ def test_paging_through_a_filter_sees_each_match_once(api: TestClient) -> None:
             )
     wanted = "params.model.layers[0].regularizer.l2 > 0 or params.training.seed = 0"
     order = "metrics.val_data_loss.best"
-    whole = query(api, wanted, order_by=order, limit=500)
+    whole = query(api, wanted, order_by=order, limit=500, metrics="val_data_loss")
     assert whole["total"] == 7
     pages = [query(api, wanted, order_by=order, limit=3, offset=offset) for offset in (0, 3, 6, 9)]
     assert [page["total"] for page in pages] == [7, 7, 7, 7]
@@ -322,8 +322,24 @@ def test_tags_and_notes_are_edited_after_the_run(api: TestClient) -> None:
         response = api.patch(f"/api/experiments/{ids[key]}", json={"tags": {"seen": "yes"}})
         assert response.status_code == 200
     assert set(names(api, ids, "tags.seen = 'yes'")) == {"script", "c"}
-    listed = {item["id"]: item for item in query(api)["items"]}
+    listed = {item["id"]: item for item in query(api, metrics="*")["items"]}
     assert listed[ids["c"]]["tags"] == {"seen": "yes"} and listed[ids["c"]]["metrics"] == {}
+
+
+def test_a_list_carries_the_metric_summaries_asked_for(api: TestClient) -> None:
+    ids = fill()
+    by_id = {item["id"]: item for item in query(api)["items"]}
+    assert by_id[ids["a"]]["metrics"] is None  # none asked for: the page stays small
+    every = {item["id"]: item["metrics"] for item in query(api, metrics="*")["items"]}
+    assert every[ids["a"]] == {
+        "val_data_loss": {"best": 0.3, "last": 0.35, "min": 0.3, "max": 0.5},
+        "val_accuracy": {"best": 0.92, "last": 0.91, "min": 0.8, "max": 0.92},
+    }
+    assert every[ids["c"]] == {} and every[ids["script"]] == {}
+    one = {item["id"]: item["metrics"] for item in query(api, metrics="val_accuracy,nope")["items"]}
+    assert one[ids["d"]] == {"val_accuracy": {"best": 0.95, "last": 0.95, "min": 0.95, "max": 0.95}}
+    response = api.get("/api/experiments", params={"metrics": "a b"})
+    assert response.status_code == 422 and response.json()["detail"][0]["field"] == "metrics"
 
 
 BAD_EDITS = [

@@ -38,13 +38,19 @@ def _conflict(description: str) -> dict[int | str, dict[str, Any]]:
     return {409: {"model": ErrorOut, "description": description}}
 
 
-def _out(session: Session, rows: list[Experiment]) -> list[ExperimentOut]:
-    """Runs as the API shows them, with their packs and metric summaries (two queries
-    for the whole page)."""
+def _out(
+    session: Session, rows: list[Experiment], metric_names: list[str] | None = None
+) -> list[ExperimentOut]:
+    """Runs as the API shows them, with their packs and their metrics' summaries (every
+    metric's, or those named; none for an empty list): one query each for the page."""
     sizes = packs.sizes(session=session, rows=rows)
-    found = summaries.of_runs(
-        session=session, experiment_ids=[row.id for row in rows if row.id is not None]
-    )
+    found = None
+    if metric_names is None or metric_names:
+        found = summaries.of_runs(
+            session=session,
+            experiment_ids=[row.id for row in rows if row.id is not None],
+            names=metric_names,
+        )
     return [ExperimentOut.of(row, sizes, found) for row in rows]
 
 
@@ -123,6 +129,20 @@ def list_experiments(
             },
         ),
     ] = None,
+    metrics: Annotated[
+        str | None,
+        Query(
+            max_length=2000,
+            pattern=r"^(\*|[A-Za-z0-9_.:/\-]{1,100}(,[A-Za-z0-9_.:/\-]{1,100})*)$",
+            description="Whose summaries each run's `metrics` holds: metric names, "
+            "comma-separated, or `*` for every metric. Left out, `metrics` is null (a "
+            "page of runs stays small).",
+            openapi_examples={
+                "two columns": Example(value="val_data_loss,val_accuracy"),
+                "every metric": Example(value="*"),
+            },
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Runs per page")] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9, description="Runs skipped before the page")] = 0,
 ) -> ExperimentList:
@@ -138,7 +158,8 @@ def list_experiments(
         limit=limit,
         offset=offset,
     )
-    return ExperimentList(items=_out(session, rows), total=total)
+    names = None if metrics == "*" else metrics.split(",") if metrics else []
+    return ExperimentList(items=_out(session, rows, names), total=total)
 
 
 @router.get("/{experiment_id}", response_model=ExperimentOut, responses=NOT_FOUND)
