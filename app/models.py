@@ -234,6 +234,11 @@ class Worker(SQLModel, table=True):
     )
     # Regularizer plugins registered on this worker's host, by name.
     plugins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Its slots as it last reported them (app/schemas/worker.py SlotReport): what each
+    # does, its GPU's memory and utilization.
+    slots: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
 
 
 class BatchMetric(SQLModel, table=True):

@@ -21,6 +21,30 @@ class RunningExperiment(BaseModel):
     device: str | None
 
 
+class GpuOut(BaseModel):
+    index: int
+    uuid: str
+    name: str
+    memory_used_mb: float | None
+    memory_total_mb: float | None
+    utilization_percent: float | None
+
+
+class SlotRun(BaseModel):
+    id: int
+    name: str
+    status: str
+
+
+class SlotOut(BaseModel):
+    name: str
+    state: Literal["starting", "waiting", "training", "stopped"]
+    reason: str | None = Field(description="Why a waiting slot waits: no work, or GPU busy")
+    gpu: GpuOut | None = Field(description="Its GPU as last reported; null on a CPU slot")
+    pack_id: int | None
+    runs: list[SlotRun] = Field(description="The runs it trains (a pack's members)")
+
+
 class WorkerOut(BaseModel):
     id: str
     host: str
@@ -28,6 +52,14 @@ class WorkerOut(BaseModel):
     started_at: UtcDatetime
     last_seen: UtcDatetime
     running: list[RunningExperiment]
+    state: Literal["live", "silent", "stopped"] = Field(
+        description="silent: not heard from for a minute; stopped: it said it stopped"
+    )
+    seconds_since_seen: float
+    plugins: list[str]
+    slots: list[SlotOut] = Field(
+        description="Its slots as it last reported them (empty for a worker that does not)"
+    )
 
 
 class PluginOut(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,6 +26,44 @@ class ClaimIn(Body):
     plugins: list[PluginName] = Field(
         default_factory=list, max_length=200, description="Regularizer plugins on this host"
     )
+
+
+class GpuReport(Body):
+    """A GPU as nvidia-smi saw it (MiB and percent; null where it did not say)."""
+
+    index: Int = Field(ge=0, le=1024)
+    uuid: ShortText
+    name: ShortText
+    memory_used_mb: Float | None = Field(default=None, ge=0, le=1e9)
+    memory_total_mb: Float | None = Field(default=None, ge=0, le=1e9)
+    utilization_percent: Float | None = Field(default=None, ge=0, le=100)
+
+
+class SlotReport(Body):
+    """What one slot of a worker is doing."""
+
+    name: ShortText = Field(description="The slot's device, as in the claim's `slot`")
+    state: Literal["starting", "waiting", "training", "stopped"]
+    reason: ShortText | None = Field(
+        default=None, description="Why a waiting slot waits: no work, or its GPU is busy"
+    )
+    experiment_ids: list[Annotated[Int, Field(ge=1, le=MAX_ID)]] = Field(
+        default_factory=list, max_length=1000, description="The runs it trains (a pack's members)"
+    )
+    pack_id: Int | None = Field(default=None, ge=1, le=MAX_ID)
+    gpu: GpuReport | None = Field(default=None, description="Its GPU now; null on a CPU slot")
+
+
+class WorkerReportIn(Body):
+    """A worker's slots, sent every few seconds and whenever one changes what it does."""
+
+    worker_id: Token
+    host: ShortText
+    devices: list[ShortText] = Field(default_factory=list, max_length=256)
+    plugins: list[PluginName] = Field(
+        default_factory=list, max_length=200, description="Regularizer plugins on this host"
+    )
+    slots: list[SlotReport] = Field(max_length=256)
 
 
 class PackMember(BaseModel):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from importlib.metadata import version
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Response
 
-from app.api.deps import ReadSessionDep
+from app.api.deps import ReadSessionDep, SessionDep
 from app.events import broker
-from app.schemas import Health, RegularizersOut, WorkerOut
+from app.schemas import BAD_BODY, Health, RegularizersOut, WorkerOut
+from app.schemas.worker import WorkerReportIn
 from app.services import workers as workers_service
 
 router = APIRouter(tags=["health"])
@@ -26,9 +29,29 @@ def health(session: ReadSessionDep) -> Health:
 
 
 @router.get("/workers", response_model=list[WorkerOut])
-def workers(session: ReadSessionDep) -> list[WorkerOut]:
-    """Workers that have asked for work, most recently seen first, with their runs."""
-    return workers_service.workers(session=session)
+def workers(
+    session: ReadSessionDep,
+    seen_within: Annotated[
+        int, Query(ge=1, le=366 * 86_400, description="Seconds: workers seen this recently")
+    ] = 300,
+) -> list[WorkerOut]:
+    """Workers seen in the last five minutes (`seen_within`), most recently seen first:
+    each one's host, plugins and slots (its GPU's memory and utilization or the CPU, the
+    runs it trains or why it waits), and whether it went silent or stopped."""
+    return workers_service.workers(session=session, seen_within=timedelta(seconds=seen_within))
+
+
+@router.post(
+    "/worker/report",
+    status_code=204,
+    tags=["worker"],
+    responses={**BAD_BODY, 204: {"description": "Recorded"}},
+)
+def report(body: WorkerReportIn, session: SessionDep) -> Response:
+    """A worker's report of its slots (what each does, its GPU's state), sent every few
+    seconds and whenever a slot changes what it does; it also marks the worker as seen."""
+    workers_service.report(session=session, body=body)
+    return Response(status_code=204)
 
 
 @router.get("/regularizers", response_model=RegularizersOut)
