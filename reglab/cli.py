@@ -142,9 +142,21 @@ def serve(
 @cli.command()
 def worker(
     server: ServerOption = None,
-    gpus: Annotated[str, typer.Option(help="all, none, or GPU indices like 0,1")] = "all",
+    gpus: Annotated[str, typer.Option(help="all, none, or GPU indices or UUIDs like 0,1")] = "all",
+    slots_per_gpu: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Training slots on each GPU, for small models (their children grow "
+            "their GPU memory as they need it)",
+        ),
+    ] = 1,
 ) -> None:
-    """Claim runs from a server and train them, one child process per GPU slot."""
+    """Claim runs from a server and train them, one child process per GPU slot.
+
+    A GPU slot claims only while its GPU has REGLAB_GPU_MIN_FREE_MB free (default 2048)
+    and no other process computes on it (unless REGLAB_GPU_SHARE=1)."""
     from worker.devices import detect_gpus, plan_slots
     from worker.supervisor import Supervisor
 
@@ -153,9 +165,12 @@ def worker(
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        slots = plan_slots(detect_gpus(), gpus)
+        slots = plan_slots(detect_gpus(), gpus, slots_per_gpu)
     except ValueError as error:
         _fail(error)
+    share = os.environ.get("REGLAB_GPU_SHARE", "").strip().lower()
+    if share not in ("", "0", "1", "false", "true", "no", "yes"):
+        _fail(ValueError(f"REGLAB_GPU_SHARE must be 1 or 0: {share}"))
     # A warm child trains up to REGLAB_RUNS_PER_CHILD jobs (Keras' session cleared
     # between them) before it is recycled, sooner once its memory has grown by
     # REGLAB_CHILD_MEMORY_GROWTH_MB.
@@ -166,6 +181,13 @@ def worker(
         runs_per_child=int(_env_number("REGLAB_RUNS_PER_CHILD", 20, 1, 10_000, "a count")),
         memory_growth_mb=_env_number(
             "REGLAB_CHILD_MEMORY_GROWTH_MB", 2048, 64, 1_000_000, "a size in MiB"
+        ),
+        min_free_mb=_env_number("REGLAB_GPU_MIN_FREE_MB", 2048, 0, 10_000_000, "a size in MiB"),
+        share_gpus=share in ("1", "true", "yes"),
+        # How often a slot whose GPU is busy looks again, and the worker reports its slots.
+        gpu_poll=_env_number("REGLAB_GPU_POLL_SECONDS", 5, 0.05, 600, "a number of seconds"),
+        report_every=_env_number(
+            "REGLAB_WORKER_REPORT_SECONDS", 5, 0.05, 600, "a number of seconds"
         ),
     )
     for signum in (signal.SIGINT, signal.SIGTERM):

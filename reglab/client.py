@@ -335,6 +335,28 @@ class WorkerClient:
         )
         return None if response.status_code == 204 else response.json()
 
+    def report(
+        self,
+        *,
+        worker_id: str,
+        host: str,
+        devices: list[str],
+        slots: list[dict[str, Any]],
+        plugins: list[str] | None = None,
+    ) -> None:
+        """Tell the server what each of this worker's slots is doing (the workers page)."""
+        self._call(
+            "POST",
+            "/api/worker/report",
+            json={
+                "worker_id": worker_id,
+                "host": host,
+                "devices": devices,
+                "plugins": plugins or [],
+                "slots": slots,
+            },
+        )
+
     def download_dataset(self, dataset_id: int, destination: Path) -> None:
         """Stream an uploaded dataset's stored arrays (an NPZ without pickles) to a file."""
         partial = destination.with_name(destination.name + ".part")

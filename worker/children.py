@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -36,17 +37,8 @@ class Child:
 
     @classmethod
     def spawn(cls, slot: Slot) -> Child:
-        # Quiet by default; a level the worker's environment sets wins.
-        level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
-        env = {
-            **os.environ,
-            **slot.env,
-            "TF_CPP_MIN_LOG_LEVEL": level,
-            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-            # The child watches this pid and exits when it is gone (see worker.child).
-            "REGLAB_SUPERVISOR_PID": str(os.getpid()),
-        }
-        notices = None if level == "0" else quiet_start_up_notices(slot)
+        env = child_environment(slot)
+        notices = None if env["TF_CPP_MIN_LOG_LEVEL"] == "0" else quiet_start_up_notices(slot)
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.child"],
             stdin=subprocess.PIPE,
@@ -134,6 +126,31 @@ class Child:
             self.process.wait(5)
         except subprocess.TimeoutExpired:
             self.stop()
+
+
+def child_environment(slot: Slot, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child on `slot`: the worker's own (`base`, by default), its GPU
+    (CUDA numbering the GPUs as nvidia-smi does, by PCI bus), memory growth where the GPU
+    is shared, and the GPU's index and UUID for the child to name it in its device and
+    out-of-memory messages."""
+    base = os.environ if base is None else base
+    env = {
+        **base,
+        **slot.env,
+        # Quiet by default; a level the worker's environment sets wins.
+        "TF_CPP_MIN_LOG_LEVEL": base.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        # The child watches this pid and exits when it is gone (see worker.child).
+        "REGLAB_SUPERVISOR_PID": str(os.getpid()),
+    }
+    for name in ("REGLAB_GPU_INDEX", "REGLAB_GPU_UUID", "REGLAB_GPU_NAME"):
+        env.pop(name, None)  # a worker started from a child's environment has its own
+    if slot.gpu:
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["REGLAB_GPU_INDEX"] = slot.cuda_visible_devices
+        env["REGLAB_GPU_UUID"] = slot.gpu_uuid
+        env["REGLAB_GPU_NAME"] = slot.gpu_name
+    return env
 
 
 def quiet_start_up_notices(slot: Slot) -> subprocess.Popen[bytes]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+
+from worker.devices import describe_gpu_memory
 
 if TYPE_CHECKING:
     import keras
@@ -33,8 +36,16 @@ log = logging.getLogger("reglab.child")
 Emit = Callable[..., None]
 
 
+def _slot_gpu() -> tuple[int | None, str]:
+    """The host index and UUID of the GPU the supervisor gave this child (worker.children)."""
+    index = os.environ.get("REGLAB_GPU_INDEX", "")
+    return (int(index) if index.isdigit() else None), os.environ.get("REGLAB_GPU_UUID", "")
+
+
 def describe_device() -> str:
-    """The device the framework trains on, as it sees it (e.g. 'GPU:0 NVIDIA H100')."""
+    """The device the framework trains on, as it sees it, with the host's index and UUID
+    of its GPU (e.g. 'GPU:1 NVIDIA H100 80GB HBM3 GPU-0f1c… (tensorflow)'), so that a run
+    says which of several cards of one model trained it."""
     import keras
 
     backend = keras.backend.backend()
@@ -44,28 +55,64 @@ def describe_device() -> str:
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             details = tf.config.experimental.get_device_details(gpus[0])
-            return f"GPU:0 {details.get('device_name', 'GPU')} (tensorflow)"
+            return gpu_device(details.get("device_name", "GPU"), "tensorflow")
         return "CPU (tensorflow)"
     if backend == "jax":
         import jax
 
         device = jax.devices()[0]
+        if device.platform == "gpu":
+            return gpu_device(device.device_kind, "jax")
         return f"{device.platform.upper()}:{device.id} {device.device_kind} (jax)"
     return f"CPU ({backend})"
 
 
-def describe_error(error: BaseException) -> str:
-    """A run's `error` for an exception: its type and message, said plainly when the
-    device ran out of memory (TensorFlow's ResourceExhaustedError, JAX's
+def gpu_device(name: str, framework: str) -> str:
+    """A run's device on the GPU its slot gave it: the host's index and the card's UUID
+    (the framework numbers the one GPU it sees 0)."""
+    index, uuid = _slot_gpu()
+    if index is None:
+        return f"GPU:0 {name} ({framework})"
+    return " ".join(part for part in (f"GPU:{index}", name, uuid, f"({framework})") if part)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether the device ran out of memory (TensorFlow's ResourceExhaustedError, JAX's
     RESOURCE_EXHAUSTED, Python's MemoryError)."""
-    text = f"{type(error).__name__}: {error}".strip()
-    if (
+    return (
         isinstance(error, MemoryError)
         or type(error).__name__ == "ResourceExhaustedError"
         or "RESOURCE_EXHAUSTED" in str(error)
-    ):
-        text = f"out of memory: {text}"
+    )
+
+
+def describe_error(error: BaseException) -> str:
+    """A run's `error` for an exception: its type and message, said plainly when the
+    device ran out of memory, and then on a GPU slot which GPU it was and how much of its
+    memory was free (read from nvidia-smi as the error is reported)."""
+    text = f"{type(error).__name__}: {error}".strip()
+    if out_of_memory(error):
+        index, uuid = _slot_gpu()
+        gpu = describe_gpu_memory(index, uuid) if index is not None else None
+        if gpu is None and index is not None:
+            gpu = f"GPU {index} ({uuid}): free memory unknown"
+        text = f"out of memory on {gpu}: {text}" if gpu else f"out of memory: {text}"
     return text[:10_000]
+
+
+def failure(error: BaseException, epoch: int) -> dict[str, Any]:
+    """The end of an attempt that raised `error` at `epoch`. Out of memory on a GPU is
+    retryable (the server requeues the run while it has attempts left): the GPU may have
+    been full of another job's memory, and another slot, or this one once the GPU frees
+    up, may fit it. On the CPU it is the run's own failure."""
+    outcome: dict[str, Any] = {
+        "status": "failed",
+        "error": describe_error(error),
+        "error_epoch": epoch,
+    }
+    if out_of_memory(error) and _slot_gpu()[0] is not None:
+        outcome["retryable"] = True
+    return outcome
 
 
 def retry(call: Callable[[], T], *, deadline_seconds: float = 300.0) -> T:
@@ -181,11 +228,7 @@ def _train_single(
         outcome = {"status": "failed", "error": str(error), "error_epoch": error.epoch}
     except Exception as error:
         log.exception("experiment %s failed", experiment_id)
-        outcome = {
-            "status": "failed",
-            "error": describe_error(error),
-            "error_epoch": callback.last_epoch + 1,
-        }
+        outcome = failure(error, callback.last_epoch + 1)
     else:
         outcome = _success(result.test_metrics, result.best_epoch)
         content = _model_bytes(result.model)
@@ -219,6 +262,7 @@ class PackStream:
         self.token = token
         self.specs = specs
         self.outcomes: dict[int, dict[str, Any]] = {}
+        self.error: str | None = None  # the pack's own failure, if it failed
 
     def member_epoch(
         self, index: int, epoch: int, logs: dict[str, float], kernels: list[tuple[str, Any]]
@@ -259,7 +303,8 @@ class PackStream:
 
     def fail_the_rest(self, error: BaseException, epoch: int) -> None:
         """The pack itself failed: every member that has not ended fails with its error."""
-        outcome = {"status": "failed", "error": describe_error(error), "error_epoch": epoch}
+        outcome = failure(error, epoch)
+        self.error = outcome["error"]
         for experiment_id in self.ids:
             if experiment_id not in self.outcomes:
                 self.outcomes[experiment_id] = _finish(
@@ -290,4 +335,5 @@ def _train_pack(
         log.error("pack %s: not every epoch reached the server", ids)
     statuses = [stream.outcomes.get(i, {}).get("status") for i in ids]
     status = "succeeded" if all(s == "succeeded" for s in statuses) else "ended"
-    return {"status": status, "members": {str(i): s for i, s in zip(ids, statuses, strict=True)}}
+    members = {str(i): s for i, s in zip(ids, statuses, strict=True)}
+    return {"status": status, "members": members, "error": stream.error}

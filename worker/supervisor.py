@@ -10,6 +10,15 @@ starts importing while the last job of the old one trains. A child that dies wit
 reporting (killed, crashed) is reported as a retryable failure of its job with its exit
 status: the server requeues it (a pack as a pack) while it has attempts left and fails it
 after the last one. A crash ends only the child it happened in.
+
+A GPU slot claims only while its GPU is available (worker.devices.availability: enough
+free memory, no foreign compute process), read from nvidia-smi before every claim and
+again when a claim arrives (a run claimed meanwhile is handed back); a busy GPU's slot
+waits and claims as soon as it frees up. A run that ran out of GPU memory is requeued by
+the server (the child reports it retryable); its slot starts a fresh child and waits
+until the GPU has more memory free than the run had, or `oom_backoff` seconds, so that
+another slot may take it first. Every few seconds, and whenever a slot changes what it
+does, the worker reports its slots to the server (the workers page).
 """
 
 from __future__ import annotations
@@ -21,13 +30,14 @@ import secrets
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from reglab.client import LeaseLostError, ReglabError, WorkerClient
 from worker.children import Child, describe_exit
-from worker.devices import Slot
+from worker.devices import Availability, GpuMonitor, GpuState, Slot, availability, slot_gpu
 from worker.plugins import plugin_names
 
 log = logging.getLogger("reglab.worker")
@@ -35,6 +45,50 @@ RUNS_PER_CHILD = 20
 MEMORY_GROWTH_MB = 2048.0
 # How long a child that has ended its run on the server may take to say so.
 _FINISH_GRACE_SECONDS = 15.0
+MIN_FREE_MB = 2048.0
+GPU_POLL_SECONDS = 5.0
+REPORT_SECONDS = 5.0
+OOM_BACKOFF_SECONDS = 60.0
+
+
+@dataclass
+class SlotState:
+    """One slot's children and what it is doing, as the worker reports it: "starting",
+    "waiting" (with why: no work, GPU busy), "training" (its runs), or "stopped"."""
+
+    slot: Slot
+    state: str = "starting"
+    reason: str | None = None
+    experiment_ids: list[int] = field(default_factory=list)
+    pack_id: int | None = None
+    child: Child | None = None
+    spare: Child | None = None  # the next child, warming while the last job trains
+    claimed_free_mb: float | None = None  # GPU memory free for the job when it was claimed
+    # After a run ran out of memory here: the memory it had, and when (monotonic).
+    oom: tuple[float | None, float] | None = None
+
+    def pids(self) -> set[int]:
+        return {child.pid for child in (self.child, self.spare) if child is not None}
+
+    def describe(self, gpu: GpuState | None) -> dict[str, Any]:
+        """This slot in the worker's report (app/schemas/worker.py SlotReport)."""
+        return {
+            "name": self.slot.name,
+            "state": self.state,
+            "reason": self.reason,
+            "experiment_ids": list(self.experiment_ids),
+            "pack_id": self.pack_id,
+            "gpu": None
+            if gpu is None
+            else {
+                "index": gpu.index,
+                "uuid": gpu.uuid,
+                "name": gpu.name,
+                "memory_used_mb": gpu.memory_used_mb,
+                "memory_total_mb": gpu.memory_total_mb,
+                "utilization_percent": gpu.utilization_percent,
+            },
+        }
 
 
 class Supervisor:
@@ -50,12 +104,29 @@ class Supervisor:
         memory_growth_mb: float = MEMORY_GROWTH_MB,
         worker_id: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        min_free_mb: float = MIN_FREE_MB,
+        share_gpus: bool = False,
+        gpu_poll: float = GPU_POLL_SECONDS,
+        report_every: float = REPORT_SECONDS,
+        oom_backoff: float = OOM_BACKOFF_SECONDS,
+        monitor: GpuMonitor | None = None,
     ) -> None:
+        """`min_free_mb`, `share_gpus`: when a GPU is available (worker.devices);
+        `gpu_poll`: how often a slot whose GPU is busy looks again; `report_every`: how
+        often the worker reports its slots to the server."""
         self.server_url = server_url.rstrip("/")
         self.slots = slots
         self.claim_wait = claim_wait
         self.runs_per_child = max(1, runs_per_child)
         self.memory_growth_mb = memory_growth_mb
+        self.min_free_mb = min_free_mb
+        self.share_gpus = share_gpus
+        self.gpu_poll = gpu_poll
+        self.report_every = report_every
+        self.oom_backoff = oom_backoff
+        self.monitor = monitor or GpuMonitor(enabled=any(slot.gpu for slot in slots))
+        self.states = {slot.name: SlotState(slot) for slot in slots}
+        self._report_due = threading.Event()
         self.host = socket.gethostname()
         self.plugins = plugin_names()  # told to the server with every claim
         self.worker_id = worker_id or f"{self.host}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -74,6 +145,8 @@ class Supervisor:
             ", ".join(slot.name for slot in self.slots),
             self.server_url,
         )
+        reporter = threading.Thread(target=self._report_loop, name="report", daemon=True)
+        reporter.start()
         for slot in self.slots:
             thread = threading.Thread(target=self._slot_loop, args=(slot,), name=slot.name)
             thread.start()
@@ -81,12 +154,18 @@ class Supervisor:
         for thread in self._threads:
             while thread.is_alive():
                 thread.join(0.5)
+        reporter.join(5.0)
+        for state in self.states.values():
+            self._set(state, "stopped")
+        with contextlib.closing(self._client()) as client:
+            self._report(client)  # the page says stopped, not silent
 
     def stop(self) -> None:
         """Finish gracefully: hand running runs back to the queue, end the children."""
         if not self.stopping.is_set():
             log.info("worker %s: stopping", self.worker_id)
         self.stopping.set()
+        self._report_due.set()
         # Break off long-polling claims now rather than when their wait runs out.
         for client in list(self._claim_clients):
             with contextlib.suppress(Exception):
@@ -98,34 +177,55 @@ class Supervisor:
         return client
 
     def _slot_loop(self, slot: Slot) -> None:
+        state = self.states[slot.name]
         client = self._client()
         claim_client = self._client()
         self._claim_clients.append(claim_client)
-        child: Child | None = None
-        spare: Child | None = None  # the next child, warming while the last job trains
         try:
             while not self.stopping.is_set():
-                if child is None or not child.alive:
-                    if child is not None:
+                if state.child is None or not state.child.alive:
+                    if state.child is not None:
                         log.warning(
                             "warm child on %s exited (%s); starting another",
                             slot.name,
-                            describe_exit(child.process.returncode),
+                            describe_exit(state.child.process.returncode),
                         )
-                    child, spare = (spare if spare is not None else Child.spawn(slot)), None
+                    state.child, state.spare = _next_child(state), None
+                verdict = self._availability(state)
+                if not verdict.available:
+                    self._wait_for_gpu(state, verdict)
+                    continue
+                self._set(state, "waiting", "no work")
                 claim = self._claim(claim_client, slot)
                 if claim is None:
                     continue
                 if self.stopping.is_set():
                     self._release(client, claim)
                     break
-                if not child.alive:  # died while waiting: a fresh one takes the job
-                    child, spare = (spare if spare is not None else Child.spawn(slot)), None
+                verdict = self._availability(state)  # the GPU may have filled meanwhile
+                if not verdict.available:
+                    log.info("handing %s back: %s", _describe_job(claim), verdict.reason)
+                    self._release(client, claim)
+                    self._wait_for_gpu(state, verdict)
+                    continue
+                state.claimed_free_mb = verdict.free_mb
+                if not state.child.alive:  # died while waiting: a fresh one takes the job
+                    state.child, state.spare = _next_child(state), None
+                child = state.child
                 last = child.jobs + 1 >= self.runs_per_child
-                if last and spare is None:
-                    spare = Child.spawn(slot)
-                if not self._train(client, slot, child, claim):
-                    child = None  # stopped or dead: the spare (or a new one) goes on
+                if last and state.spare is None:
+                    state.spare = Child.spawn(slot)
+                pack = claim.get("pack")
+                self._set(state, "training", runs=_job_runs(claim), pack_id=pack and pack["id"])
+                trained = self._train(client, slot, child, claim)
+                if not trained:
+                    state.child = None  # stopped or dead: the spare (or a new one) goes on
+                elif slot.gpu and _out_of_memory(child.finished):
+                    # Its memory goes back with it; the server has requeued the run.
+                    log.info("%s ran out of memory: a fresh child will take the next", slot.name)
+                    state.oom = (state.claimed_free_mb, time.monotonic())
+                    state.child = None
+                    child.close_idle()
                 elif last or child.memory_growth_mb() > self.memory_growth_mb:
                     log.info(
                         "recycling child %s after %d jobs (memory +%.0f MiB)",
@@ -134,13 +234,114 @@ class Supervisor:
                         child.memory_growth_mb(),
                     )
                     threading.Thread(target=child.close_idle, daemon=True).start()
-                    child = None
+                    state.child = None
         finally:
-            for idle in (child, spare):
+            for idle in (state.child, state.spare):
                 if idle is not None:
                     idle.close_idle()
             client.close()
             claim_client.close()
+
+    def _set(
+        self,
+        state: SlotState,
+        what: str,
+        reason: str | None = None,
+        *,
+        runs: list[int] | None = None,
+        pack_id: int | None = None,
+    ) -> None:
+        """Change what a slot does; a change is reported to the server at once."""
+        runs = runs or []
+        if (state.state, state.reason, state.experiment_ids) != (what, reason, runs):
+            state.state, state.reason, state.experiment_ids, state.pack_id = (
+                what,
+                reason,
+                runs,
+                pack_id,
+            )
+            self._report_due.set()
+
+    def _own_pids(self) -> set[int]:
+        return {pid for state in self.states.values() for pid in state.pids()}
+
+    def _availability(self, state: SlotState) -> Availability:
+        """Whether the slot's GPU can take a run now (always, for a CPU slot); after an
+        out-of-memory failure, only once more memory is free than the run had there, or
+        `oom_backoff` seconds later."""
+        if not state.slot.gpu:
+            return Availability(True)
+        verdict = availability(
+            state.slot,
+            self.monitor.snapshot(),
+            own_pids=self._own_pids(),
+            slot_pids=state.pids(),
+            min_free_mb=self.min_free_mb,
+            share=self.share_gpus,
+        )
+        if not verdict.available or state.oom is None:
+            return verdict
+        had, when = state.oom
+        free = verdict.free_mb
+        freed = free is not None and had is not None and free >= had + self.min_free_mb
+        if not freed and time.monotonic() - when < self.oom_backoff:
+            now = "" if free is None else f"; {free:.0f} MiB free"
+            return Availability(
+                False,
+                f"GPU busy: waiting for it to free up after a run ran out of memory{now}",
+                free,
+                "oom",
+            )
+        state.oom = None
+        return verdict
+
+    def _wait_for_gpu(self, state: SlotState, verdict: Availability) -> None:
+        """Say why the slot waits, and look again in `gpu_poll` seconds. A child that has
+        trained may hold GPU memory that nvidia-smi does not tie to it (in a container it
+        shows no processes): where memory is short, it is replaced first."""
+        if state.state != "waiting" or state.reason != verdict.reason:
+            log.info("%s waits: %s", state.slot.name, verdict.reason)
+        self._set(state, "waiting", verdict.reason)
+        child = state.child
+        if verdict.cause == "memory" and child is not None and child.jobs > 0:
+            log.info("%s: replacing child %s to free its GPU memory", state.slot.name, child.pid)
+            state.child = None
+            child.close_idle()
+            return
+        self.stopping.wait(self.gpu_poll)
+
+    def _report_loop(self) -> None:
+        """Report the slots every `report_every` seconds, and at once when one changes."""
+        client = self._client()
+        while not self.stopping.is_set():
+            self._report_due.clear()
+            if not self._report(client):
+                return
+            self._report_due.wait(self.report_every)
+
+    def _report(self, client: WorkerClient) -> bool:
+        """Send the report; False when the server has no report call (an older one)."""
+        snapshot = self.monitor.snapshot(max_age=self.report_every / 2)
+        slots = [
+            state.describe(slot_gpu(state.slot, snapshot) if snapshot and state.slot.gpu else None)
+            for state in self.states.values()
+        ]
+        try:
+            client.report(
+                worker_id=self.worker_id,
+                host=self.host,
+                devices=[slot.name for slot in self.slots],
+                plugins=self.plugins,
+                slots=slots,
+            )
+        except ReglabError as error:
+            if error.status_code in (404, 405):
+                log.info("the server takes no slot reports (%s): not sending them", error)
+                return False
+            log.warning("report failed: %s", error)
+        except httpx.TransportError as error:
+            log.debug("report failed: %s", error)
+        return True
 
     def _claim(self, client: WorkerClient, slot: Slot) -> dict[str, Any] | None:
         try:
@@ -262,6 +463,16 @@ def _job_runs(claim: dict[str, Any]) -> list[int]:
     if pack is not None:
         return [int(member["experiment_id"]) for member in pack["members"]]
     return [int(claim["experiment_id"])]
+
+
+def _next_child(state: SlotState) -> Child:
+    """The slot's spare child if it has one (warm already), else a new one."""
+    return state.spare if state.spare is not None else Child.spawn(state.slot)
+
+
+def _out_of_memory(finished: dict[str, Any] | None) -> bool:
+    """Whether a job's outcome (its "finished" line) is an out-of-memory failure."""
+    return finished is not None and str(finished.get("error") or "").startswith("out of memory")
 
 
 def _describe_job(claim: dict[str, Any]) -> str:
