@@ -202,7 +202,7 @@ class Supervisor:
                 if self.stopping.is_set():
                     self._release(client, claim)
                     break
-                verdict = self._availability(state)  # the GPU may have filled meanwhile
+                verdict = self._availability(state, max_age=0)  # filled meanwhile?
                 if not verdict.available:
                     log.info("handing %s back: %s", _describe_job(claim), verdict.reason)
                     self._release(client, claim)
@@ -265,15 +265,15 @@ class Supervisor:
     def _own_pids(self) -> set[int]:
         return {pid for state in self.states.values() for pid in state.pids()}
 
-    def _availability(self, state: SlotState) -> Availability:
-        """Whether the slot's GPU can take a run now (always, for a CPU slot); after an
-        out-of-memory failure, only once more memory is free than the run had there, or
-        `oom_backoff` seconds later."""
+    def _availability(self, state: SlotState, max_age: float = 0.5) -> Availability:
+        """Whether the slot's GPU can take a run now (always, for a CPU slot), by a
+        reading at most `max_age` seconds old; after an out-of-memory failure, only once
+        more memory is free than the run had there, or `oom_backoff` seconds later."""
         if not state.slot.gpu:
             return Availability(True)
         verdict = availability(
             state.slot,
-            self.monitor.snapshot(),
+            self.monitor.snapshot(max_age),
             own_pids=self._own_pids(),
             slot_pids=state.pids(),
             min_free_mb=self.min_free_mb,
