@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.browser.conftest import open_page, screenshot
 from tests.factories import make_spec
 
-NAV = [("Runs", "/"), ("Sweeps", "/sweeps"), ("New experiment", "/new")]
+NAV = [("Runs", "/"), ("Sweeps", "/sweeps"), ("New experiment", "/new"), ("Workers", "/workers")]
 # Each page and the link of the nav that marks where it is.
 CURRENT = {
     "runs": "/",
@@ -22,6 +22,7 @@ CURRENT = {
     "run": "/",
     "compare": "/",
     "sweep": "/sweeps",
+    "workers": "/workers",
 }
 
 
@@ -47,6 +48,7 @@ def pages(stack: str) -> Iterator[dict[str, str]]:
         "run": f"/runs/{run_id}",
         "compare": f"/compare?ids={run_id}",
         "sweep": f"/sweeps/{sweep_id}",
+        "workers": "/workers",
     }
     httpx.post(f"{stack}/api/sweeps/{sweep_id}/cancel")  # spare the shared worker
 

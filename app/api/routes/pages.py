@@ -23,6 +23,7 @@ PAGES = {
     "compare": "compare.html",
     "sweeps": "sweeps.html",
     "sweep": "sweep.html",
+    "workers": "workers.html",
 }
 
 
@@ -80,6 +81,11 @@ def sweeps_page() -> HTMLResponse:
 @router.get("/sweeps/{sweep_id}")
 def sweep_page(sweep_id: int) -> HTMLResponse:
     return _html("sweep")
+
+
+@router.get("/workers")
+def workers_page() -> HTMLResponse:
+    return _html("workers")
 
 
 @router.get("/vendor/plotly-{version}.min.js")
