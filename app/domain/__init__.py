@@ -12,6 +12,7 @@ groups.py      which runs are seed repeats of one configuration
 query.py       the run query language (filter, order), parsed by hand into a tree
 query_fields.py  the fields a query names and the kinds of value they hold
 query_sql.py   a query tree as SQLAlchemy expressions, on SQLite and PostgreSQL
+spec_values.py a spec written out as searchable (path, value) rows
 
 The services (app/services/) apply them to the database.
 """

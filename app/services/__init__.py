@@ -8,6 +8,7 @@ queue.py        claims as leases, heartbeats, the end of an attempt, expired lea
 claims.py       the long-poll claim
 metrics.py      epochs stored once, read back as series; the event replay; per-batch series
 summaries.py    per run and metric: best, last, min, max, kept at ingest for queries
+params.py       each run's spec values written out once, for queries over params.
 scripts.py      runs streamed from users' own scripts
 sweeps.py       a sweep queued as runs, read back, cancelled; pruning
 datasets.py     uploads received, checked, stored; specs resolved against them
