@@ -49,6 +49,8 @@ MIN_FREE_MB = 2048.0
 GPU_POLL_SECONDS = 5.0
 REPORT_SECONDS = 5.0
 OOM_BACKOFF_SECONDS = 60.0
+# A report is not worth holding up a stopping worker (the server may be down or paused).
+REPORT_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass
@@ -157,7 +159,7 @@ class Supervisor:
         reporter.join(5.0)
         for state in self.states.values():
             self._set(state, "stopped")
-        with contextlib.closing(self._client()) as client:
+        with contextlib.closing(self._client(timeout=REPORT_TIMEOUT_SECONDS)) as client:
             self._report(client)  # the page says stopped, not silent
 
     def stop(self) -> None:
@@ -171,8 +173,8 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 client.close()
 
-    def _client(self) -> WorkerClient:
-        client = WorkerClient(self.server_url, transport=self._transport)
+    def _client(self, timeout: float = 30.0) -> WorkerClient:
+        client = WorkerClient(self.server_url, transport=self._transport, timeout=timeout)
         self._clients.append(client)
         return client
 
@@ -312,7 +314,7 @@ class Supervisor:
 
     def _report_loop(self) -> None:
         """Report the slots every `report_every` seconds, and at once when one changes."""
-        client = self._client()
+        client = self._client(timeout=REPORT_TIMEOUT_SECONDS)
         while not self.stopping.is_set():
             self._report_due.clear()
             if not self._report(client):
