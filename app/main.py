@@ -43,6 +43,7 @@ from app.errors import Conflict, InvalidField, NotFound, TooLarge
 from app.events import PgRelay, broker
 from app.limits import BodyLimitMiddleware
 from app.security import SecurityMiddleware
+from app.services import diagnostics as diagnostics_service
 from app.services import queue
 from app.settings import get_settings
 from app.spec import error_location
@@ -54,7 +55,10 @@ DOCS_ASSETS = "/vendor/docs"  # public, like every file under /vendor/ (app/secu
 
 def _sweep_once() -> list[int]:
     with session_scope() as session:
-        return queue.sweep_expired(session=session)
+        expired = queue.sweep_expired(session=session)
+        # Runs that ended before verdicts were stored get theirs, a few each round.
+        diagnostics_service.backfill_verdicts(session=session, limit=50)
+        return expired
 
 
 async def _sweep_forever(interval: float, grace: float) -> None:
