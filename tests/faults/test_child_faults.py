@@ -34,7 +34,8 @@ def worker(lab: Lab) -> WorkerProcess:
 
 def started(worker: WorkerProcess, run_id: int, pid: int) -> bool:
     """The supervisor has seen this child start training the run."""
-    return re.search(rf"started experiment {run_id} on .* \(pid {pid}\)", worker.log()) is not None
+    found = re.search(rf"started experiment {run_id} \(.*?\) on .* \(pid {pid}\)", worker.log())
+    return found is not None
 
 
 def test_a_run_whose_child_is_killed_every_time_is_retried_then_failed(
