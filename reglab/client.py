@@ -21,7 +21,7 @@ import builtins
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,10 +138,17 @@ class ReglabClient:
         status: str | None = None,
         name: str | None = None,
         ids: Sequence[int] | None = None,
+        filter: str | None = None,
+        order_by: str | None = None,
+        metrics: str | Sequence[str] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
-        """One page of experiments, newest first: `{"items": [...], "total": n}`."""
+        """One page of the experiments that match, newest first unless `order_by` says
+        otherwise: `{"items": [...], "total": n}`. `filter` and `order_by` are in the
+        query language (README, "Query runs"); `metrics` names the metrics whose
+        summaries each run carries (`"*"`: every metric). A bad filter is a ReglabError
+        (422) whose detail says where and what was expected."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status:
             params["status"] = status
@@ -149,7 +156,127 @@ class ReglabClient:
             params["name"] = name
         if ids:
             params["ids"] = ",".join(str(run_id) for run_id in ids)
+        if filter:
+            params["filter"] = filter
+        if order_by:
+            params["order_by"] = order_by
+        if metrics:
+            params["metrics"] = metrics if isinstance(metrics, str) else ",".join(metrics)
         return self._call("GET", "/api/experiments", params=params).json()
+
+    def runs(
+        self,
+        filter: str | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+        *,
+        metrics: str | Sequence[str] | None = "*",
+        page_size: int = 200,
+    ) -> Iterator[dict[str, Any]]:
+        """Every run that matches `filter`, in `order_by`'s order (newest first by
+        default), page after page, up to `limit` runs; each with the summaries of
+        `metrics` (every metric by default; None for none). A run that moves to an
+        earlier page while paging (runs created meanwhile) is not yielded twice.
+
+        Example:
+            >>> for run in client.runs("status = 'succeeded'", "metrics.val_data_loss.best"):
+            ...     print(run["id"], run["metrics"]["val_data_loss"]["best"])
+        """
+        seen: set[int] = set()
+        offset = 0
+        size = max(1, min(page_size, 500))
+        while limit is None or len(seen) < limit:
+            page = self.list(
+                filter=filter, order_by=order_by, metrics=metrics, limit=size, offset=offset
+            )
+            for run in page["items"]:
+                if run["id"] in seen:
+                    continue
+                seen.add(run["id"])
+                yield run
+                if limit is not None and len(seen) >= limit:
+                    return
+            offset += len(page["items"])
+            if len(page["items"]) < size or offset >= page["total"]:
+                return
+
+    def runs_frame(
+        self,
+        filter: str | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+        *,
+        metrics: str | Sequence[str] | None = "*",
+        verdicts: bool = True,
+    ) -> Any:
+        """The matching runs as a pandas DataFrame, one row per run: the attributes
+        (`id`, `name`, `status`, `created` as datetime64...), `params.<path>`,
+        `config.<key>`, `metrics.<name>.<best|last|min|max>`, `tags.<key>` and
+        `test.<name>` (reglab/frames.py says each). `verdicts` asks the server for each
+        run's verdict (one request per 100 runs). Needs pandas: `pip install
+        'reglab[pandas]'`.
+
+        Example:
+            >>> frame = client.runs_frame("dataset = 'digits'", "metrics.val_data_loss.best")
+            >>> frame[["name", "params.model.layers.0.regularizer.l2"]].head()
+        """
+        from reglab import frames
+
+        frames.require_pandas()
+        found = builtins.list(self.runs(filter, order_by, limit, metrics=metrics))
+        judged: dict[int, str] = {}
+        if verdicts:
+            for start in range(0, len(found), 100):
+                ids = ",".join(str(run["id"]) for run in found[start : start + 100])
+                answer = self._call("GET", "/api/verdicts", params={"ids": ids}).json()
+                judged.update(
+                    {int(key): value["verdict"] for key, value in answer["verdicts"].items()}
+                )
+        return frames.runs_frame(frames.flatten_run(run, judged.get(run["id"])) for run in found)
+
+    def history_frame(self, ids: Iterable[int], metrics: Sequence[str] | None = None) -> Any:
+        """The runs' per-epoch metrics as a long pandas DataFrame (`run`, `epoch`,
+        `metric`, `value`), every metric or those named; a missing value is no row. An
+        id that names no run is a ReglabError (404). Needs pandas: `pip install
+        'reglab[pandas]'`.
+
+        Example:
+            >>> history = client.history_frame(frame["id"], ["data_loss", "val_data_loss"])
+            >>> history.pivot_table(index="epoch", columns=["run", "metric"], values="value")
+        """
+        from reglab import frames
+
+        frames.require_pandas()
+        wanted = builtins.list(dict.fromkeys(int(run_id) for run_id in ids))
+        series: dict[int, dict[str, Any]] = {}
+        missing: builtins.list[int] = []
+        for start in range(0, len(wanted), 100):
+            params = {"ids": ",".join(str(run_id) for run_id in wanted[start : start + 100])}
+            if metrics:
+                params["names"] = ",".join(metrics)
+            answer = self._call("GET", "/api/metrics", params=params).json()
+            series.update({int(key): value for key, value in answer["runs"].items()})
+            missing += answer["missing"]
+        if missing:
+            raise ReglabError(404, f"no run with id {', '.join(map(str, missing))}")
+        return frames.history_frame(series)
+
+    def edit(
+        self,
+        experiment_id: int,
+        *,
+        tags: dict[str, str | None] | None = None,
+        remove_tags: Sequence[str] = (),
+        notes: str | None = None,
+        set_notes: bool = False,
+    ) -> dict[str, Any]:
+        """Change a run's tags and notes: `remove_tags` go, then each of `tags` is set
+        (None makes a bare label); the notes are replaced when `set_notes` (None clears
+        them)."""
+        body: dict[str, Any] = {"tags": tags or {}, "remove_tags": builtins.list(remove_tags)}
+        if set_notes:
+            body["notes"] = notes
+        return self._call("PATCH", f"/api/experiments/{experiment_id}", json=body).json()
 
     # --- sweeps ---------------------------------------------------------------------
 
