@@ -1,4 +1,4 @@
-"""The `reglab` command: serve, worker, up, submit, ls, show, watch, cancel.
+"""The `reglab` command: serve, worker, up, submit, sweep, ls, tag, show, watch, cancel.
 
 Importing it loads the client only: `serve` and `up` import the server (app/) inside the
 command, `worker` the worker (worker/), so a machine that only submits and watches needs
@@ -22,10 +22,13 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from reglab.client import ReglabClient, ReglabError, server_url
+from reglab.frames import flatten_run, to_csv
+from reglab.sweep_view import print_summary, watch_sweep
 
 cli = typer.Typer(
     help="reglab: a self-hosted lab for regularizing neural networks.",
@@ -62,14 +65,15 @@ def _claim_wait() -> float:
 
 
 def _fail(error: Exception) -> NoReturn:
+    """Say what went wrong in plain words (a 422 as `field: message`, e.g. `filter: at
+    27: expected a value after '>'`) and exit 1."""
     if isinstance(error, ReglabError) and isinstance(error.detail, list):
         for item in error.detail:
-            err.print(
-                f"[red]{item.get('field') or '.'.join(map(str, item.get('loc', [])))}:"
-                f"[/red] {item.get('msg')}"
-            )
+            field = item.get("field") or ".".join(map(str, item.get("loc", [])))
+            message = str(item.get("msg", "")).removeprefix("Value error, ")
+            err.print(f"[red]{escape(field)}:[/red] {escape(message)}", highlight=False)
     else:
-        err.print(f"[red]error:[/red] {error}")
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
     raise typer.Exit(1)
 
 
@@ -346,39 +350,192 @@ def watch(experiment_id: int, server: ServerOption = None) -> None:
 
 @cli.command("ls")
 def list_runs(
+    filter: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            "-f",
+            help="Only the runs that match, e.g. \"status = 'succeeded' and "
+            'metrics.val_data_loss.best < 0.4" (README: Query runs)',
+        ),
+    ] = None,
+    order_by: Annotated[
+        str | None,
+        typer.Option(
+            "--order-by",
+            "-o",
+            help="e.g. 'metrics.val_data_loss.best asc, created desc' (newest first by default)",
+        ),
+    ] = None,
     status: Annotated[str | None, typer.Option(help="queued, running, succeeded, ...")] = None,
     name: Annotated[str | None, typer.Option(help="Part of the name")] = None,
-    limit: int = 20,
+    limit: Annotated[int, typer.Option(min=0, help="At most this many runs; 0: every match")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the runs as JSON, as the API gives them")
+    ] = False,
+    as_csv: Annotated[
+        bool,
+        typer.Option(
+            "--csv",
+            help="Print one CSV row per run, with the columns of ReglabClient.runs_frame",
+        ),
+    ] = False,
     server: ServerOption = None,
 ) -> None:
-    """List experiments, newest first."""
+    """List the runs that match a filter, in the order asked, as a table, JSON or CSV."""
+    if as_json and as_csv:
+        _fail(ValueError("--json and --csv: choose one"))
     with ReglabClient(_server(server)) as client:
         try:
-            page = client.list(status=status, name=name, limit=limit)
+            if as_json or as_csv:
+                runs = list(
+                    client.runs(
+                        filter,
+                        order_by,
+                        limit or None,
+                        metrics="*" if as_csv else None,
+                        status=status,
+                        name=name,
+                    )
+                )
+                if as_csv:
+                    judged = client.verdicts(run["id"] for run in runs)
+                    rows = [
+                        flatten_run(run, (judged.get(run["id"]) or {}).get("verdict"))
+                        for run in runs
+                    ]
+                    sys.stdout.write(to_csv(rows))
+                else:
+                    sys.stdout.write(json.dumps(runs, indent=2) + "\n")
+                return
+            page = client.list(
+                filter=filter,
+                order_by=order_by,
+                status=status,
+                name=name,
+                limit=limit or 500,
+            )
         except (ReglabError, httpx.HTTPError) as error:
             _fail(error)
-    table = Table(
-        "id",
-        "name",
-        "status",
-        "epoch",
-        "regularization",
-        "best val_data_loss",
-        "device",
-        title=f"{page['total']} experiment(s)",
-    )
+    tagged = any(run["tags"] for run in page["items"])  # a tags column only when needed
+    table = Table(title=f"{len(page['items'])} of {page['total']} experiment(s)")
+    table.add_column("id", no_wrap=True)
+    table.add_column("name")
+    table.add_column("status", no_wrap=True)
+    table.add_column("epoch", no_wrap=True)
+    table.add_column("regularization")
+    table.add_column("best val_data_loss")
+    if tagged:
+        table.add_column("tags")
+    table.add_column("device")
     for run in page["items"]:
         best = run["best_val_data_loss"]
-        table.add_row(
+        cells = [
             str(run["id"]),
-            run["name"],
+            escape(run["name"]),
             run["status"],
             f"{run['epochs_done']}/{run['epochs_total']}",
-            run["regularization"],
+            escape(run["regularization"]),
             "" if best is None else f"{best:.4f}",
-            run["device"] or "",
-        )
+            escape(_tags_text(run["tags"])),
+            escape(run["device"] or ""),
+        ]
+        table.add_row(*(cells if tagged else cells[:6] + cells[7:]))
     console.print(table)
+
+
+def _tags_text(tags: dict[str, str | None]) -> str:
+    """Tags as `reglab tag` takes them: key=value, or a bare label."""
+    return " ".join(key if value is None else f"{key}={value}" for key, value in tags.items())
+
+
+@cli.command()
+def tag(
+    experiment_id: Annotated[int, typer.Argument(help="The run's id")],
+    tags: Annotated[
+        list[str] | None,
+        typer.Argument(help="key=value to set a tag, or a bare label", show_default=False),
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", "-r", help="A tag's key to remove")
+    ] = None,
+    notes: Annotated[
+        str | None, typer.Option("--notes", help="Replace the run's notes ('' clears them)")
+    ] = None,
+    server: ServerOption = None,
+) -> None:
+    """Tag a run (key=value, or a bare label) and change its notes, at any time."""
+    wanted: dict[str, str | None] = {}
+    for item in tags or []:
+        key, equals, value = item.partition("=")
+        wanted[key] = value if equals else None
+    if not wanted and not remove and notes is None:
+        _fail(ValueError("nothing to change: give key=value, a label, --remove or --notes"))
+    with ReglabClient(_server(server)) as client:
+        try:
+            run = client.edit(
+                experiment_id,
+                tags=wanted,
+                remove_tags=remove or [],
+                notes=notes or None,
+                set_notes=notes is not None,
+            )
+        except (ReglabError, httpx.HTTPError) as error:
+            _fail(error)
+    console.print(
+        f"experiment {run['id']} tags: {escape(_tags_text(run['tags'])) or '(none)'}",
+        highlight=False,
+    )
+    if run["notes"]:
+        console.print(f"notes: {escape(run['notes'])}", highlight=False)
+
+
+@cli.command()
+def sweep(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="A sweep request (JSON: name, base spec, axes, seeds...), or the id of a "
+            "sweep already queued",
+        ),
+    ],
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Follow every run, then print the summary")
+    ] = False,
+    server: ServerOption = None,
+) -> None:
+    """Queue a sweep from a JSON file (or look at a queued one by its id); with --watch,
+    follow each of its runs and end with its summary: the best point by its mean over
+    seeds and whether it beats the runner-up beyond seed noise. With --watch the exit
+    status is 1 when a run failed or was cancelled."""
+    path = Path(source)
+    with ReglabClient(_server(server)) as client:
+        try:
+            if source.isdigit() and not path.exists():
+                detail = client.sweep(int(source))
+            else:
+                try:
+                    request = json.loads(path.read_text())
+                except OSError as error:
+                    _fail(ValueError(f"cannot read {source}: {error.strerror}"))
+                except ValueError as error:
+                    _fail(ValueError(f"{source} is not valid JSON: {error}"))
+                detail = client.submit_sweep(request)
+                runs, seeds = len(detail["experiment_ids"]), detail["seeds"]
+                shape = f" ({runs // seeds} points x {seeds} seeds)" if seeds > 1 else ""
+                console.print(
+                    f"queued sweep [bold]{detail['id']}[/bold] ({escape(detail['name'])}): "
+                    f"{runs} runs{shape}",
+                    highlight=False,
+                )
+            if watch:
+                detail = watch_sweep(client, detail, console)
+        except (ReglabError, httpx.HTTPError) as error:
+            _fail(error)
+    print_summary(detail, console)
+    if watch and any(run["status"] in ("failed", "cancelled") for run in detail["runs"]):
+        raise typer.Exit(1)
 
 
 @cli.command()

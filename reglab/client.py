@@ -171,11 +171,14 @@ class ReglabClient:
         limit: int | None = None,
         *,
         metrics: str | Sequence[str] | None = "*",
+        status: str | None = None,
+        name: str | None = None,
         page_size: int = 200,
     ) -> Iterator[dict[str, Any]]:
         """Every run that matches `filter`, in `order_by`'s order (newest first by
         default), page after page, up to `limit` runs; each with the summaries of
-        `metrics` (every metric by default; None for none). A run that moves to an
+        `metrics` (every metric by default; None for none). `status` and `name` (part
+        of it) narrow the match as list() does. A run that moves to an
         earlier page while paging (runs created meanwhile) is not yielded twice.
 
         Example:
@@ -187,7 +190,13 @@ class ReglabClient:
         size = max(1, min(page_size, 500))
         while limit is None or len(seen) < limit:
             page = self.list(
-                filter=filter, order_by=order_by, metrics=metrics, limit=size, offset=offset
+                filter=filter,
+                order_by=order_by,
+                metrics=metrics,
+                status=status,
+                name=name,
+                limit=size,
+                offset=offset,
             )
             for run in page["items"]:
                 if run["id"] in seen:
@@ -224,15 +233,21 @@ class ReglabClient:
 
         frames.require_pandas()
         found = builtins.list(self.runs(filter, order_by, limit, metrics=metrics))
-        judged: dict[int, str] = {}
-        if verdicts:
-            for start in range(0, len(found), 100):
-                ids = ",".join(str(run["id"]) for run in found[start : start + 100])
-                answer = self._call("GET", "/api/verdicts", params={"ids": ids}).json()
-                judged.update(
-                    {int(key): value["verdict"] for key, value in answer["verdicts"].items()}
-                )
-        return frames.runs_frame(frames.flatten_run(run, judged.get(run["id"])) for run in found)
+        judged = self.verdicts([run["id"] for run in found]) if verdicts else {}
+        return frames.runs_frame(
+            frames.flatten_run(run, (judged.get(run["id"]) or {}).get("verdict")) for run in found
+        )
+
+    def verdicts(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Each run's verdict (over-fitting, under-fitting, still improving, healthy, too
+        early; its hint and reason), by id: one request per 100 runs."""
+        wanted = builtins.list(dict.fromkeys(int(run_id) for run_id in ids))
+        found: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(wanted), 100):
+            chunk = ",".join(str(run_id) for run_id in wanted[start : start + 100])
+            answer = self._call("GET", "/api/verdicts", params={"ids": chunk}).json()
+            found.update({int(key): value for key, value in answer["verdicts"].items()})
+        return found
 
     def history_frame(self, ids: Iterable[int], metrics: Sequence[str] | None = None) -> Any:
         """The runs' per-epoch metrics as a long pandas DataFrame (`run`, `epoch`,

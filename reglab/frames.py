@@ -13,6 +13,8 @@ optional extra (`pip install 'reglab[pandas]'`).
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -138,6 +140,23 @@ def _column_order(columns: Iterable[str]) -> list[str]:
     families = ("metrics.", "tags.", "test.")
     ordered = [c for family in families for c in rest if c.startswith(family)]
     return [*ORDER, *settings, *ordered]
+
+
+def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Flat rows (flatten_run's) as CSV with runs_frame's columns, without pandas: a
+    missing value is an empty cell."""
+    records = list(rows)
+    columns = _column_order(column for record in records for column in record)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({key: _cell(value) for key, value in record.items()})
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    return "true" if value is True else "false" if value is False else value
 
 
 def _setting_dtype(values: list[Any]) -> str | None:
