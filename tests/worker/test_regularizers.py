@@ -44,7 +44,9 @@ def test_smoothness_of_a_single_tap_is_zero() -> None:
 
 
 @pytest.mark.parametrize(
-    "regularizer", [L1(0.3), L2(0.02), L1L2(l1=0.1, l2=0.2), Smoothness(0.7)], ids=repr
+    "regularizer",
+    [L1(0.3), L2(0.02), L1L2(l1=0.1, l2=0.2), Smoothness(0.7)],
+    ids=lambda regularizer: type(regularizer).__name__,
 )
 def test_config_round_trip(regularizer: keras.regularizers.Regularizer) -> None:
     again = type(regularizer).from_config(regularizer.get_config())
