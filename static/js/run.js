@@ -1,9 +1,12 @@
 // One run: live curves over SSE, its facts, test metrics, spec and downloads; the
-// regularization verdict, weight histograms by epoch and the λ schedule's scale.
+// regularization verdict, weight histograms by epoch and the λ schedule's scale; its tags
+// and notes, edited in place. A chart with nothing to draw says why instead.
 import { api, connectionBanner, el, followRun, formatDuration, formatNumber, formatTime } from "./api.js";
 import { isFinal, statusBadge } from "./status.js";
 import { Chart, ChartGroup, chartCard, colorOf } from "./charts.js";
 import { againstText, relativeText, verdictText } from "./verdicts.js";
+import { RunNotes } from "./run-notes.js";
+import { ChartSections, renderConfig, renderTestMetrics } from "./run-sections.js";
 
 const runId = Number(location.pathname.split("/").pop());
 const group = new ChartGroup();
@@ -12,7 +15,9 @@ const TRAIN = { dash: "solid" };
 const VALIDATION = { dash: "dash" };
 let run = null;
 let charts = null;
+let sections = null;
 let lastEpoch = -1;
+let streamed = false; // whether an epoch came over the event stream yet
 
 function buildCharts(classification) {
   const parent = document.querySelector("#charts");
@@ -37,6 +42,7 @@ function buildCharts(classification) {
   made.penalty.addTrace("reg_loss", { name: "penalty", color: colorOf(4) });
   made.loss.addTrace("loss", { name: "training", color: colorOf(3), ...TRAIN });
   made.loss.addTrace("val_loss", { name: "validation", color: colorOf(3), ...VALIDATION });
+  sections = new ChartSections(made);
   if (run.spec?.training?.schedule) scaleChart(made);
   return made;
 }
@@ -47,6 +53,7 @@ function scaleChart(made = charts) {
   made.scale = new Chart(chartCard(document.querySelector("#charts"), "chart-reg-scale"),
     { title: "λ schedule: scale of every penalty", yTitle: "scale", group });
   made.scale.addTrace("reg_scale", { name: "reg_scale", color: colorOf(5) });
+  sections.prepare("scale", made.scale);
   return made.scale;
 }
 
@@ -60,23 +67,30 @@ function layerTrace(chart, prefix, name) {
 function onMetrics({ epoch, values }) {
   if (epoch <= lastEpoch) return;
   lastEpoch = epoch;
+  streamed = true;
   for (const [name, value] of Object.entries(values)) {
     if (name.startsWith("kernel_norm/")) {
       layerTrace(charts.norms, "kernel_norm/", name);
       charts.norms.append(name, epoch, value);
+      sections.fill("norms");
     } else if (name.startsWith("sparsity/")) {
       layerTrace(charts.sparsity, "sparsity/", name);
       charts.sparsity.append(name, epoch, value);
+      sections.fill("sparsity");
     } else if (name === "reg_scale") {
       scaleChart().append(name, epoch, value);
+      sections.fill("scale");
     } else {
-      for (const chart of [charts.dataLoss, charts.score, charts.penalty, charts.loss]) {
-        if (chart.trace(name)) chart.append(name, epoch, value);
+      for (const key of ["dataLoss", "score", "penalty", "loss"]) {
+        if (!charts[key].trace(name)) continue;
+        charts[key].append(name, epoch, value);
+        sections.fill(key);
       }
     }
   }
   if (values.val_data_loss !== undefined && values.data_loss !== undefined) {
     charts.gap.append("gap", epoch, values.val_data_loss - values.data_loss);
+    sections.fill("gap");
   }
   run.epochs_done = Math.max(run.epochs_done, epoch + 1);
   const validation = values.val_data_loss;
@@ -93,6 +107,7 @@ function onMetrics({ epoch, values }) {
 function restart() {
   lastEpoch = -1;
   for (const chart of group.charts) chart.clear();
+  sections.reset();
   Object.assign(run, { epochs_done: 0, best_val_data_loss: null, best_epoch: null, last_metrics: {} });
   markOverfitting(null);
   histograms.epochs = [];
@@ -236,7 +251,7 @@ function renderFacts() {
   document.querySelector("#facts").replaceChildren(...[
     fact("Epoch", `${run.epochs_done} / ${run.epochs_total}`, "fact-epoch"),
     fact("Best val data loss", best, "fact-best"),
-    fact("Device", run.device ?? "–", "fact-device"),
+    fact("Device", run.device ?? (isFinal(run.status) ? "not reported" : "–"), "fact-device"),
     fact("Attempt", `${run.attempt} of ${run.max_attempts}`),
     fact("Created", formatTime(run.created_at)),
     fact("Training time", seconds === null ? "–" : formatDuration(seconds)),
@@ -244,6 +259,7 @@ function renderFacts() {
     fact("Loop", loopName()),
     run.pack ? fact("Trained in", packLink(), "fact-pack") : null,
   ].filter(Boolean));
+  sections.explain(run, { streamed });
 }
 
 // A packed run: one model trained it with the sweep's points that differ only in penalty
@@ -267,7 +283,10 @@ function renderRun() {
   document.querySelector("#run-name").textContent = `#${run.id} ${run.name}`;
   document.querySelector("#run-status").replaceChildren(statusBadge(run.status));
   document.querySelector("#run-regularization").textContent = run.regularization;
-  document.querySelector("#run-notes").textContent = run.spec?.notes ?? run.script?.command ?? "";
+  const command = document.querySelector("#run-command");
+  command.hidden = !run.script?.command;
+  command.textContent = run.script?.command ?? "";
+  notes.render(run);
   document.querySelector("#cancel").hidden = isFinal(run.status) || !run.spec;
   const clone = document.querySelector("#clone");
   clone.hidden = !run.spec; // a script run has no spec to clone
@@ -282,12 +301,10 @@ function renderRun() {
     const where = run.error_epoch === null ? "" : ` (stopped at epoch ${run.error_epoch})`;
     error.textContent = `${run.status === "failed" ? "Failed" : "Error"}: ${run.error}${where}`;
   }
-  const tests = document.querySelector("#test-metrics");
-  if (run.test_metrics) {
-    tests.className = "";
-    tests.replaceChildren(el("dl", { class: "facts" },
-      Object.entries(run.test_metrics).map(([name, value]) => fact(name, formatNumber(value)))));
-  }
+  renderTestMetrics(run, fact);
+  renderConfig(run);
+  sections.captions(run);
+  document.querySelector("#spec-title").textContent = run.spec ? "Spec" : "What the script told";
   document.querySelector("#spec").textContent = JSON.stringify(run.spec ?? { script: run.script },
     (key, value) => (value === null ? undefined : value), 2);
   renderFacts();
@@ -306,6 +323,27 @@ async function reload() {
   run = fresh;
   renderRun();
 }
+
+// What a script sends after its last epoch (its test metrics, from log_test) may arrive
+// after the final status, when the event stream has ended: look again a little later.
+let settling = false;
+function settle() {
+  if (settling) return;
+  settling = true;
+  for (const wait of [1500, 5000]) {
+    setTimeout(() => {
+      reload().catch(() => {});
+      refreshDiagnostics({ now: true });
+    }, wait);
+  }
+}
+
+const notes = new RunNotes(runId, {
+  onSaved: (saved) => {
+    Object.assign(run, { tags: saved.tags, notes: saved.notes });
+    notes.render(run);
+  },
+});
 
 async function start() {
   try {
@@ -343,7 +381,10 @@ async function start() {
         error: data.error, error_epoch: data.error_epoch });
       renderRun();
       if (isFinal(data.status) || data.status === "running") reload();
-      if (isFinal(data.status)) refreshDiagnostics({ now: true });
+      if (isFinal(data.status)) {
+        refreshDiagnostics({ now: true });
+        settle();
+      }
     },
     onConnection: (connected) => banner.set(connected),
   });
