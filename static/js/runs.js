@@ -88,7 +88,6 @@ function baseColumns() {
     { key: "best", field: "metrics.val_data_loss.best", label: "Best val data loss", className: "num wraps" },
     { key: "verdict", field: "verdict", label: "Verdict", title: "From the data-loss curves; see a run's page for the rule" },
     { key: "regularization", label: "Regularization" },
-    { key: "tags", label: "Tags" },
     { key: "device", field: "device", label: "Device" },
   ];
 }
@@ -220,13 +219,14 @@ const CELLS = {
     },
   })),
   id: (run) => el("td", { class: "num" }, run.id),
-  name: (run) => el("td", { class: "name" }, el("a", { href: `/runs/${run.id}`, title: run.name }, run.name)),
+  // The run's tags under its name (a column of their own would crowd the table).
+  name: (run) => el("td", { class: "name" }, el("a", { href: `/runs/${run.id}`, title: run.name }, run.name),
+    Object.keys(run.tags ?? {}).length ? el("div", { class: "tags" }, tagChips(run.tags)) : null),
   status: (run) => el("td", {}, statusBadge(run.status)),
   epoch: (run) => el("td", {}, progress(run)),
   best: (run) => el("td", { class: "num" }, formatNumber(run.best_val_data_loss)),
   verdict: (run) => el("td", { class: "verdict" }, verdictCell(keptVerdict(run))),
   regularization: (run) => el("td", {}, run.regularization),
-  tags: (run) => el("td", { class: "tags" }, tagChips(run.tags)),
   device: (run) => el("td", {}, run.device ?? ""),
   created: (run) => el("td", { class: "time" }, formatTime(run.created_at)),
   actions: (run) => el("td", {}, actions(run)),

@@ -55,7 +55,7 @@ def test_sort_filter_and_columns_live_in_the_address(
         "aria-sort", "descending"
     )
     expect(page.locator("#runs thead th.time")).to_have_text("Created")
-    tags = page.locator(f'#runs tr[data-id="{fed.a}"] td.tags .tag')
+    tags = page.locator(f'#runs tr[data-id="{fed.a}"] td.name .tags .tag')
     expect(tags).to_have_text(["team=vision", "baseline"])
 
     # Sort: a click orders by the column, a second click the other way; runs without a
