@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -17,6 +19,29 @@ TagKey = Annotated[
 ]
 TagValue = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")]
 Tags = Annotated[dict[TagKey, TagValue | None], OnlyPatternKeys()]
+
+
+# A queued run's spec never changes (and ids are never reused): read each once, not on
+# every page of runs that shows it (validating a spec is most of a page's cost).
+_SPECS: OrderedDict[int, tuple[ExperimentSpec, str, Task]] = OrderedDict()
+_SPECS_KEPT = 4096
+_SPECS_LOCK = threading.Lock()
+
+
+def _spec_facts(experiment_id: int, data: dict[str, Any]) -> tuple[ExperimentSpec, str, Task]:
+    """A queued run's spec, its regularization in words and its task, read once."""
+    with _SPECS_LOCK:
+        found = _SPECS.get(experiment_id)
+        if found is not None:
+            _SPECS.move_to_end(experiment_id)
+            return found
+    spec = ExperimentSpec.model_validate(data)
+    facts = (spec, spec.describe_regularization(), spec.dataset.info.task)
+    with _SPECS_LOCK:
+        _SPECS[experiment_id] = facts
+        while len(_SPECS) > _SPECS_KEPT:
+            _SPECS.popitem(last=False)
+    return facts
 
 
 class PackRef(BaseModel):
@@ -111,12 +136,8 @@ class ExperimentOut(BaseModel):
                 script.epochs or row.epochs_done,
             )
         else:
-            spec = ExperimentSpec.model_validate(row.spec)
-            regularization, task, epochs_total = (
-                spec.describe_regularization(),
-                spec.dataset.info.task,
-                spec.training.epochs,
-            )
+            spec, regularization, task = _spec_facts(row.id, row.spec)
+            epochs_total = spec.training.epochs
         return cls(
             id=row.id,
             name=row.name,
