@@ -10,14 +10,17 @@ a resend after a lost answer stores nothing twice.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
 from app import events
-from app.db import dialect_insert
+from app.db import execute_many, insert_for
 from app.errors import LeaseLost
 from app.models import Experiment, Status, utcnow
 from app.services import summaries, sweeps
@@ -46,26 +49,16 @@ def store(
     """Upsert the epochs of locked runs; returns each run's new epochs. The caller commits."""
     uploads = [(row, points) for row, points in uploads if points]
     metric_rows = [
-        {"experiment_id": row.id, "epoch": epoch, "name": name, "value": value}
+        (row.id, epoch, name, value)
         for row, points in uploads
         for epoch, values, _ in points
         for name, value in values.items()
     ]
     if metric_rows:
-        # A Core statement on the table, not the ORM entity: the ORM's bulk path costs
-        # more than the insert itself at a pack's 32 x 20 rows an upload.
-        statement = dialect_insert(session, _METRICS)
-        statement = statement.on_conflict_do_update(
-            index_elements=["experiment_id", "epoch", "name"],
-            set_={"value": statement.excluded.value},
-        )
-        connection = session.connection()
-        for start in range(0, len(metric_rows), _CHUNK):
-            connection.execute(statement, metric_rows[start : start + _CHUNK])
+        statement = _upsert_metrics(_dialect(session))
+        execute_many(session, statement, ("experiment_id", "epoch", "name", "value"), metric_rows)
     new_epochs = _record_events(session=session, uploads=uploads)
-    for row, points in uploads:
-        _summarize(row, points)
-        session.add(row)
+    _summarize(session=session, uploads=uploads)
     summaries.keep(session=session, uploads=uploads)  # after _summarize: the best epochs
     pruning: dict[int, bool] = {}  # each sweep looked up once an upload
     for row, _ in uploads:
@@ -78,6 +71,30 @@ def store(
         if pruning[sweep_id]:
             sweeps.after_metrics(session=session, row=row, new_epochs=new_epochs[row.id])
     return new_epochs
+
+
+def _dialect(session: Session) -> str:
+    return str(session.get_bind().dialect.name)
+
+
+# The statements are built once per dialect: building one (its `excluded` columns above
+# all) cost more than running it, and a statement built once is compiled once.
+@functools.cache
+def _upsert_metrics(dialect: str) -> Any:
+    statement = insert_for(dialect)(_METRICS)
+    return statement.on_conflict_do_update(
+        index_elements=["experiment_id", "epoch", "name"],
+        set_={"value": statement.excluded.value},
+    )
+
+
+@functools.cache
+def _insert_events(dialect: str) -> Any:
+    return (
+        insert_for(dialect)(_EVENTS)
+        .on_conflict_do_nothing(index_elements=["experiment_id", "kind", "attempt", "epoch"])
+        .returning(_EVENTS.c.id, _EVENTS.c.experiment_id, _EVENTS.c.epoch)
+    )
 
 
 def _record_events(
@@ -101,16 +118,14 @@ def _record_events(
             )
     new: dict[int, list[int]] = {}
     created: dict[tuple[int, int], int] = {}
-    table = _EVENTS
+    statement = _insert_events(_dialect(session))
     connection = session.connection()
     for start in range(0, len(rows), _CHUNK):
-        statement = (
-            dialect_insert(session, table)
-            .values(rows[start : start + _CHUNK])
-            .on_conflict_do_nothing(index_elements=["experiment_id", "kind", "attempt", "epoch"])
-            .returning(table.c.id, table.c.experiment_id, table.c.epoch)
-        )
-        for event_id, experiment_id, epoch in connection.execute(statement):
+        # Many rows with RETURNING: SQLAlchemy sends them as multi-row INSERTs of one
+        # cached statement ("insertmanyvalues").
+        for event_id, experiment_id, epoch in connection.execute(
+            statement, rows[start : start + _CHUNK]
+        ):
             created[(experiment_id, epoch)] = event_id
     for data in rows:  # in upload order, so each run's events publish in epoch order
         key = (data["experiment_id"], data["epoch"])
@@ -122,16 +137,39 @@ def _record_events(
     return new
 
 
-def _summarize(row: Experiment, points: Sequence[EpochPoint]) -> None:
-    """The run's last values and its best validation data loss so far."""
-    last_epoch, last_values, _ = max(points, key=lambda point: point[0])
-    if last_epoch + 1 >= row.epochs_done:
-        row.epochs_done = last_epoch + 1
-        row.last_metrics = {**row.last_metrics, **last_values}
-    for epoch, values, _ in points:
-        value = values.get("val_data_loss")
-        if value is not None and (row.best_val_data_loss is None or value < row.best_val_data_loss):
-            row.best_val_data_loss, row.best_epoch = value, epoch
+_SUMMARY = ("epochs_done", "last_metrics", "best_epoch", "best_val_data_loss")
+
+
+def _summarize(
+    *, session: Session, uploads: Sequence[tuple[Experiment, Sequence[EpochPoint]]]
+) -> None:
+    """Each run's last values and its best validation data loss so far: set on the (locked)
+    rows as already stored, and written with one UPDATE for every run of the upload
+    rather than the ORM's one flush per row."""
+    changes = []
+    for row, points in uploads:
+        fields = {name: getattr(row, name) for name in _SUMMARY}
+        last_epoch, last_values, _ = max(points, key=lambda point: point[0])
+        if last_epoch + 1 >= fields["epochs_done"]:
+            fields["epochs_done"] = last_epoch + 1
+            fields["last_metrics"] = {**fields["last_metrics"], **last_values}
+        for epoch, values, _ in points:
+            value = values.get("val_data_loss")
+            best = fields["best_val_data_loss"]
+            if value is not None and (best is None or value < best):
+                fields["best_val_data_loss"], fields["best_epoch"] = value, epoch
+        for name, value in fields.items():
+            set_committed_value(row, name, value)
+        changes.append({"run": row.id, **fields})
+    if changes:
+        session.connection().execute(_UPDATE_SUMMARY, changes)
+
+
+_UPDATE_SUMMARY = (
+    update(Experiment)
+    .where(col(Experiment.id) == bindparam("run"))
+    .values({name: bindparam(name) for name in _SUMMARY})
+)
 
 
 def ingest_points(

@@ -10,6 +10,7 @@ logged at that epoch). A retried attempt starts over: `forget` clears them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,57 +18,70 @@ from sqlalchemy import case, or_, select, update
 from sqlalchemy import delete as sa_delete
 from sqlmodel import Session, SQLModel, col
 
-from app.db import dialect_insert
+from app.db import execute_many, insert_for
 from app.models import Experiment, MetricSummary
 
 EpochPoint = tuple[int, dict[str, float], float | None]
 SUMMARIES = ("best", "last", "min", "max")
+_COLUMNS = (
+    "experiment_id",
+    "name",
+    "last_epoch",
+    "last_value",
+    "min_value",
+    "max_value",
+    "best_epoch",
+    "best_value",
+)
 _TABLE = SQLModel.metadata.tables["metricsummary"]
-# Rows per statement: SQLite takes at most 32,766 bound values in one statement.
-_CHUNK = 4000
 
 
-def _fold(row: Experiment, points: Sequence[EpochPoint]) -> list[dict[str, Any]]:
-    """One summary row per series of one run's upload (the upload's own best/last/min/max)."""
+def _fold(row: Experiment, points: Sequence[EpochPoint]) -> list[tuple[Any, ...]]:
+    """One summary row per series of one run's upload (the upload's own best/last/min/max),
+    its values in the order of `_COLUMNS`."""
     best = row.best_epoch
     at_best: dict[str, float] | None = None
     for epoch, values, _ in points:
         if epoch == best:
             at_best = values
-    series: dict[str, dict[str, Any]] = {}
+    if len(points) == 1:  # the usual upload: one epoch, each series its own summary
+        ((epoch, values, _),) = points
+        return [
+            (row.id, name, epoch, value, value, value, *_best(best, at_best, name))
+            for name, value in values.items()
+        ]
+    series: dict[str, list[Any]] = {}
     for epoch, values, _ in points:
         for name, value in values.items():
             summary = series.get(name)
             if summary is None:
-                series[name] = {
-                    "experiment_id": row.id,
-                    "name": name,
-                    "last_epoch": epoch,
-                    "last_value": value,
-                    "min_value": value,
-                    "max_value": value,
-                    "best_epoch": best if at_best is not None else None,
-                    "best_value": at_best.get(name) if at_best is not None else None,
-                }
+                series[name] = [epoch, value, value, value]
                 continue
-            if epoch >= summary["last_epoch"]:
-                summary["last_epoch"], summary["last_value"] = epoch, value
-            summary["min_value"] = min(summary["min_value"], value)
-            summary["max_value"] = max(summary["max_value"], value)
-    return list(series.values())
+            if epoch >= summary[0]:
+                summary[0], summary[1] = epoch, value
+            summary[2] = min(summary[2], value)
+            summary[3] = max(summary[3], value)
+    return [(row.id, name, *folded, *_best(best, at_best, name)) for name, folded in series.items()]
 
 
-def keep(*, session: Session, uploads: Sequence[tuple[Experiment, Sequence[EpochPoint]]]) -> None:
-    """Fold an upload into its runs' summaries: one upsert (per 4,000 series). Call after
-    the runs' `best_epoch` took this upload into account; the caller commits."""
-    rows = [summary for row, points in uploads for summary in _fold(row, points)]
-    if not rows:
-        return
-    statement = dialect_insert(session, _TABLE)
+def _best(
+    best: int | None, at_best: dict[str, float] | None, name: str
+) -> tuple[int | None, float | None]:
+    """(best epoch, the series' value there) when this upload holds the best epoch."""
+    if at_best is None:
+        return None, None
+    return best, at_best.get(name)
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """The upsert that folds an upload's summaries into the stored ones, built once a
+    dialect (building it cost more than running it)."""
+    statement = insert_for(dialect)(_TABLE)
     new, old = statement.excluded, _TABLE.c
     later = new.last_epoch >= old.last_epoch
     moved = new.best_epoch.is_not(None)
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["experiment_id", "name"],
         set_={
             "last_epoch": case((later, new.last_epoch), else_=old.last_epoch),
@@ -78,9 +92,16 @@ def keep(*, session: Session, uploads: Sequence[tuple[Experiment, Sequence[Epoch
             "best_value": case((moved, new.best_value), else_=old.best_value),
         },
     )
-    connection = session.connection()
-    for start in range(0, len(rows), _CHUNK):
-        connection.execute(statement, rows[start : start + _CHUNK])
+
+
+def keep(*, session: Session, uploads: Sequence[tuple[Experiment, Sequence[EpochPoint]]]) -> None:
+    """Fold an upload into its runs' summaries: one upsert (per 4,000 series). Call after
+    the runs' `best_epoch` took this upload into account; the caller commits."""
+    rows = [summary for row, points in uploads for summary in _fold(row, points)]
+    if not rows:
+        return
+    statement = _upsert(session.get_bind().dialect.name)
+    execute_many(session, statement, _COLUMNS, rows)
     for row, points in uploads:
         _clear_stale_bests(session=session, row=row, points=points)
 

@@ -347,9 +347,20 @@ def _store_verdicts(*, session: Session, rows: Sequence[Experiment]) -> None:
 
 
 def prunes(*, session: Session, sweep_id: int) -> bool:
-    """Whether the sweep prunes its lagging runs (ingest asks once an upload)."""
-    sweep = session.get(Sweep, sweep_id)
-    return sweep is not None and bool(sweep.spec.get("prune"))
+    """Whether the sweep prunes its lagging runs (ingest asks once an upload). A sweep's
+    request never changes, so the answer is read once a process and database (not the
+    sweep's whole stored request on every upload)."""
+    key = (str(session.get_bind().engine.url), sweep_id)
+    found = _PRUNES.get(key)
+    if found is None:
+        prune = session.execute(
+            select(col(Sweep.spec)["prune"].as_boolean()).where(col(Sweep.id) == sweep_id)
+        ).scalar()
+        found = _PRUNES[key] = bool(prune)
+    return found
+
+
+_PRUNES: dict[tuple[str, int], bool] = {}
 
 
 def after_metrics(*, session: Session, row: Experiment, new_epochs: Sequence[int]) -> None:
