@@ -76,11 +76,13 @@ def _memory_mb() -> float:
 
 
 def _reset() -> None:
-    """Forget the last job's models and graphs before the next one (Keras' own reset,
-    which also runs the garbage collector)."""
+    """Forget the last job's models and graphs before the next one. Keras' own reset, less
+    its full garbage collection (a quarter of a second, which the next job would wait
+    for): Python's collector comes round by itself, and a child whose memory grows is
+    recycled (worker/supervisor.py)."""
     import keras
 
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
 
 
 def main() -> None:

@@ -91,7 +91,7 @@ def assert_same_curves(member: MemberResult, alone: TrainingResult, rtol: float 
         np.testing.assert_allclose(packed, single, rtol=rtol, atol=atol, err_msg=name)
 
 
-LAMBDAS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
+LAMBDAS = (0.0, 1e-3, 1e-1)
 
 
 @pytest.mark.parametrize("loop", ["fit", "custom"])
