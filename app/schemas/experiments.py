@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -21,24 +22,28 @@ TagValue = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$
 Tags = Annotated[dict[TagKey, TagValue | None], OnlyPatternKeys()]
 
 
-# A queued run's spec never changes (and ids are never reused): read each once, not on
-# every page of runs that shows it (validating a spec is most of a page's cost).
-_SPECS: OrderedDict[int, tuple[ExperimentSpec, str, Task]] = OrderedDict()
+# A queued run's spec never changes: read each once, not on every page of runs that shows
+# it (validating a spec is most of a page's cost). Keyed by the run's id and creation time,
+# which no two runs share (ids are never reused; and the tests' many databases, each
+# numbering from 1, create their runs at different times).
+_SPECS: OrderedDict[tuple[int, datetime], tuple[ExperimentSpec, str, Task]] = OrderedDict()
 _SPECS_KEPT = 4096
 _SPECS_LOCK = threading.Lock()
 
 
-def _spec_facts(experiment_id: int, data: dict[str, Any]) -> tuple[ExperimentSpec, str, Task]:
+def _spec_facts(row: Experiment) -> tuple[ExperimentSpec, str, Task]:
     """A queued run's spec, its regularization in words and its task, read once."""
+    assert row.id is not None
+    key = (row.id, row.created_at)
     with _SPECS_LOCK:
-        found = _SPECS.get(experiment_id)
+        found = _SPECS.get(key)
         if found is not None:
-            _SPECS.move_to_end(experiment_id)
+            _SPECS.move_to_end(key)
             return found
-    spec = ExperimentSpec.model_validate(data)
+    spec = ExperimentSpec.model_validate(row.spec)
     facts = (spec, spec.describe_regularization(), spec.dataset.info.task)
     with _SPECS_LOCK:
-        _SPECS[experiment_id] = facts
+        _SPECS[key] = facts
         while len(_SPECS) > _SPECS_KEPT:
             _SPECS.popitem(last=False)
     return facts
@@ -136,7 +141,7 @@ class ExperimentOut(BaseModel):
                 script.epochs or row.epochs_done,
             )
         else:
-            spec, regularization, task = _spec_facts(row.id, row.spec)
+            spec, regularization, task = _spec_facts(row)
             epochs_total = spec.training.epochs
         return cls(
             id=row.id,
