@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -242,7 +243,12 @@ def _train_single(
 class PackStream:
     """The pack trainer's observer: streams each member's epochs through one sender (one
     upload per batch of epochs for every member), finishes each member as it ends, and
-    says which members the server stopped (cancelled, pruned)."""
+    says which members the server stopped (cancelled, pruned).
+
+    A member's finish (its points flushed, its `.keras` file written and uploaded, its
+    final status) runs on one background thread, in the order members end: the trainer
+    goes on to the next member (or epoch) meanwhile, and the server stores one member's
+    model while the child writes the next. `wait` joins it."""
 
     def __init__(
         self,
@@ -263,6 +269,8 @@ class PackStream:
         self.specs = specs
         self.outcomes: dict[int, dict[str, Any]] = {}
         self.error: str | None = None  # the pack's own failure, if it failed
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish")
+        self._finishing: list[Future[None]] = []
 
     def member_epoch(
         self, index: int, epoch: int, logs: dict[str, float], kernels: list[tuple[str, Any]]
@@ -285,6 +293,10 @@ class PackStream:
             # Cancelled or pruned on the server: its status is final there already.
             self.outcomes[experiment_id] = {"status": result.stopped_by}
             return
+        self._finishing.append(self._finisher.submit(self._finish_member, result))
+
+    def _finish_member(self, result: MemberResult) -> None:
+        experiment_id = self.ids[result.index]
         self.sender.flush(timeout=300)  # its points are stored before its final status
         outcome: dict[str, Any]
         if result.error is not None:
@@ -301,8 +313,24 @@ class PackStream:
             self.client, experiment_id, self.token, outcome, self.emit
         )
 
+    def wait(self) -> None:
+        """Join the members' finishes; the first one that failed raises its error (after
+        the others are done)."""
+        finishing, self._finishing = self._finishing, []
+        errors = [future.exception() for future in finishing]
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def close(self) -> None:
+        self._finisher.shutdown(wait=True)
+
     def fail_the_rest(self, error: BaseException, epoch: int) -> None:
         """The pack itself failed: every member that has not ended fails with its error."""
+        try:
+            self.wait()
+        except Exception:
+            log.exception("a member of pack %s could not be finished", self.ids)
         outcome = failure(error, epoch)
         self.error = outcome["error"]
         for experiment_id in self.ids:
@@ -326,11 +354,14 @@ def _train_pack(
     try:
         trainer = PackTrainer(specs, stream)
         trainer.train()
+        stream.wait()
     except Exception as error:
         log.exception("pack of experiments %s failed", ids)
         epochs = [len(member.history["loss"]) for member in trainer.members] if trainer else []
         sender.flush(timeout=300)
         stream.fail_the_rest(error, max(epochs, default=0))
+    finally:
+        stream.close()
     if not sender.close(timeout=300):
         log.error("pack %s: not every epoch reached the server", ids)
     statuses = [stream.outcomes.get(i, {}).get("status") for i in ids]
