@@ -23,12 +23,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Tests run in JOBS processes (pytest-xdist); each test module stays in one process, so a
+# module's server, worker or browser starts once and its tests keep their order.
+JOBS ?= 4
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadscope
+
 test: lint
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The unit tests only: no server or worker processes, no browser (a few minutes).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not system"
+	$(PYTEST) -m "not system"
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_overhead.py
