@@ -112,7 +112,7 @@ def flatten_run(run: Mapping[str, Any], verdict: str | None = None) -> dict[str,
     row: dict[str, Any] = {name: run.get(field) for name, field in ATTRIBUTES.items()}
     row["pack"] = (run.get("pack") or {}).get("id")
     row["dataset"] = dataset_name(run)
-    row["verdict"] = verdict
+    row["verdict"] = verdict if verdict is not None else run.get("verdict")
     spec = run.get("spec") or {}
     for key, value in spec.items():
         if key not in NOT_PARAMS:

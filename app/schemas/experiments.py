@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from app.domain.verdict import VerdictKind
 from app.models import Experiment, Status
 from app.schemas.common import Body, UtcDatetime
 from app.schemas.scripts import ScriptInfo
@@ -113,6 +114,11 @@ class ExperimentOut(BaseModel):
         examples=[{"team": "vision", "baseline": None}],
     )
     notes: str | None = Field(default=None, description="Free text about the run, editable")
+    verdict: VerdictKind | None = Field(
+        default=None,
+        description="The run's own verdict on its curves, stored when it reached a final status "
+        "(GET /api/experiments/{id}/verdict explains it); null before that",
+    )
     metrics: dict[str, MetricSummaryOut] | None = Field(
         default=None,
         description="Each metric summed up (best, last, min, max), as queries filter and "
@@ -182,6 +188,7 @@ class ExperimentOut(BaseModel):
             ),
             tags=dict(row.tags or {}),
             notes=row.notes,
+            verdict=row.verdict,  # type: ignore[arg-type]  # one of VerdictKind, as stored
             # Plain mappings, validated as MetricSummaryOut (cheaper than a model each).
             metrics=summaries.get(row.id, {}) if summaries is not None else None,  # type: ignore[arg-type]
         )

@@ -269,6 +269,13 @@ def test_a_run_stores_its_verdict_when_it_ends_and_a_stale_one_is_rewritten(
     assert stored_verdicts([ids[0]]) == {ids[0]: None}  # running: not stored yet
     api.post(f"{run_path}/finish", json={"lease_token": job["lease_token"], "status": "succeeded"})
     assert stored_verdicts([ids[0]]) == {ids[0]: "overfitting"}
+    # The run and the runs list show the stored verdict (null while queued or running).
+    assert api.get(f"/api/experiments/{ids[0]}").json()["verdict"] == "overfitting"
+    listed = api.get("/api/experiments", params={"filter": f"id in ({ids[0]}, {ids[2]})"})
+    assert {run["id"]: run["verdict"] for run in listed.json()["items"]} == {
+        ids[0]: "overfitting",
+        ids[2]: None,
+    }
 
     # A run cancelled before it trained is too early to judge; a read finds it unstored.
     assert api.post(f"/api/experiments/{ids[1]}/cancel").status_code == 200

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from reglab.client import ReglabClient, ReglabError, WorkerClient
+from reglab.frames import flatten_run
 from tests.factories import make_spec
 
 CURVES = {
@@ -236,3 +237,10 @@ def test_without_pandas_the_frames_say_how_to_install_it(
         with pytest.raises(ImportError, match=r"pip install 'reglab\[pandas\]'"):
             client.history_frame([1])
         assert list(client.runs()) == []  # the rest of the client needs no pandas
+
+
+def test_a_flat_row_takes_the_stored_verdict_unless_one_is_given() -> None:
+    run = {"id": 3, "name": "r", "status": "succeeded", "verdict": "overfitting", "spec": {}}
+    assert flatten_run(run)["verdict"] == "overfitting"
+    assert flatten_run(run, "healthy")["verdict"] == "healthy"
+    assert flatten_run({**run, "verdict": None})["verdict"] is None
