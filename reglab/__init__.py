@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reglab.client import LeaseLostError, ReglabClient, ReglabError, ServerEvent, WorkerClient
+from reglab.client import ReglabClient, ServerEvent
+from reglab.connection import LeaseLostError, ReglabError
+from reglab.worker_client import WorkerClient
 
 if TYPE_CHECKING:
     from reglab.callback import ReglabCallback

@@ -1,5 +1,8 @@
 """A Python client for reglab's REST API and event streams (httpx): `ReglabClient` for
-people and scripts, `WorkerClient` for the calls a worker makes about the runs it holds.
+people and scripts, `parse_sse` and `ServerEvent` for the streams. `WorkerClient` (the
+calls a worker makes about the runs it holds: reglab/worker_client.py), the errors,
+`env_token` and `server_url` (reglab/connection.py) are re-exported here, where their
+users import them.
 
 It needs httpx, and the contract (`app.spec`, pydantic) once it follows an event stream
 (where the final statuses end it): a training script that streams its run loads no more.
@@ -19,16 +22,23 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-DEFAULT_SERVER_URL = "http://127.0.0.1:8000"
+from reglab.connection import (
+    DEFAULT_SERVER_URL,
+    LeaseLostError,
+    ReglabError,
+    auth_headers,
+    env_token,
+    raise_for_error,
+    server_url,
+)
+from reglab.worker_client import WorkerClient
 
 __all__ = [
     "DEFAULT_SERVER_URL",
@@ -43,33 +53,6 @@ __all__ = [
 ]
 
 
-def env_token(name: str) -> str | None:
-    """A token from the environment; unset, empty or blank means none (as docker compose
-    passes an unset variable), the same rule as the server's settings."""
-    value = os.environ.get(name, "").strip()
-    return value or None
-
-
-def server_url(url: str | None = None) -> str:
-    """`url`, else `REGLAB_SERVER_URL`, else the local default."""
-    return (url or os.environ.get("REGLAB_SERVER_URL", "").strip() or DEFAULT_SERVER_URL).rstrip(
-        "/"
-    )
-
-
-class ReglabError(Exception):
-    """The server answered with an error."""
-
-    def __init__(self, status_code: int, detail: Any) -> None:
-        self.status_code = status_code
-        self.detail = detail
-        super().__init__(f"HTTP {status_code}: {detail}")
-
-
-class LeaseLostError(ReglabError):
-    """409: another claim holds the run, or the run has ended (cancelled, finished)."""
-
-
 @dataclass(frozen=True)
 class ServerEvent:
     """One server-sent event: its id (for resuming), its kind and its JSON data."""
@@ -77,21 +60,6 @@ class ServerEvent:
     id: int | None
     kind: str
     data: dict[str, Any]
-
-
-def _auth(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def _raise_for(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    try:
-        detail = response.json().get("detail", response.text)
-    except (ValueError, AttributeError):
-        detail = response.text
-    error = LeaseLostError if response.status_code == 409 else ReglabError
-    raise error(response.status_code, detail)
 
 
 class ReglabClient:
@@ -110,7 +78,10 @@ class ReglabClient:
         self.base_url = server_url(base_url)
         token = token if token is not None else env_token("REGLAB_TOKEN")
         self._http = httpx.Client(
-            base_url=self.base_url, timeout=timeout, transport=transport, headers=_auth(token)
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            headers=auth_headers(token),
         )
 
     def __enter__(self) -> ReglabClient:
@@ -124,7 +95,7 @@ class ReglabClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self._http.request(method, path, **kwargs)
-        _raise_for(response)
+        raise_for_error(response)
         return response
 
     # --- experiments ----------------------------------------------------------------
@@ -346,7 +317,7 @@ class ReglabClient:
                         return  # the run is over and everything was seen
                     if not response.is_success:
                         response.read()
-                        _raise_for(response)
+                        raise_for_error(response)
                     for event in parse_sse(response.iter_lines()):
                         if event.id is not None:
                             last = event.id
@@ -419,172 +390,3 @@ def parse_sse(lines: Iterator[str]) -> Iterator[ServerEvent]:
             data.append(value)
         elif field == "id":
             event_id = int(value) if value.isdigit() else None
-
-
-class WorkerClient:
-    """The calls a worker makes about the runs it holds (lease token on each)."""
-
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        token: str | None = None,
-        timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        """`base_url`: by default `REGLAB_SERVER_URL`. `token`: by default
-        `REGLAB_WORKER_TOKEN`, else `REGLAB_TOKEN`, if set."""
-        if token is None:
-            token = env_token("REGLAB_WORKER_TOKEN") or env_token("REGLAB_TOKEN")
-        self.base_url = server_url(base_url)
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            headers=_auth(token),
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self._http.request(method, path, **kwargs)
-        _raise_for(response)
-        return response
-
-    def claim(
-        self,
-        *,
-        worker_id: str,
-        host: str,
-        devices: list[str],
-        slot: str,
-        wait: float,
-        plugins: list[str] | None = None,
-    ) -> dict[str, Any] | None:
-        response = self._call(
-            "POST",
-            "/api/worker/claim",
-            json={
-                "worker_id": worker_id,
-                "host": host,
-                "devices": devices,
-                "slot": slot,
-                "wait": wait,
-                "plugins": plugins or [],
-            },
-            timeout=httpx.Timeout(10.0, read=wait + 30.0),
-        )
-        return None if response.status_code == 204 else response.json()
-
-    def report(
-        self,
-        *,
-        worker_id: str,
-        host: str,
-        devices: list[str],
-        slots: list[dict[str, Any]],
-        plugins: list[str] | None = None,
-    ) -> None:
-        """Tell the server what each of this worker's slots is doing (the workers page)."""
-        self._call(
-            "POST",
-            "/api/worker/report",
-            json={
-                "worker_id": worker_id,
-                "host": host,
-                "devices": devices,
-                "plugins": plugins or [],
-                "slots": slots,
-            },
-        )
-
-    def download_dataset(self, dataset_id: int, destination: Path) -> None:
-        """Stream an uploaded dataset's stored arrays (an NPZ without pickles) to a file."""
-        partial = destination.with_name(destination.name + ".part")
-        with self._http.stream("GET", f"/api/worker/datasets/{dataset_id}") as response:
-            if response.status_code >= 400:
-                response.read()
-                _raise_for(response)
-            with partial.open("wb") as out:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-        partial.replace(destination)
-
-    def heartbeat(self, experiment_id: int, lease_token: str) -> dict[str, Any]:
-        return self._call(
-            "POST",
-            f"/api/worker/experiments/{experiment_id}/heartbeat",
-            json={"lease_token": lease_token},
-        ).json()
-
-    def started(self, experiment_id: int, lease_token: str, device: str) -> None:
-        self._call(
-            "POST",
-            f"/api/worker/experiments/{experiment_id}/started",
-            json={"lease_token": lease_token, "device": device},
-        )
-
-    def upload_metrics(
-        self, experiment_id: int, lease_token: str, points: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        return self._call(
-            "POST",
-            f"/api/worker/experiments/{experiment_id}/metrics",
-            json={"lease_token": lease_token, "points": points},
-        ).json()
-
-    def upload_points(self, lease_token: str, points: list[dict[str, Any]]) -> dict[str, Any]:
-        """Store epochs of several runs held by one lease (a pack's members) in one
-        request; the answer names the runs the server has stopped (`stopped`)."""
-        return self._call(
-            "POST", "/api/worker/metrics", json={"lease_token": lease_token, "points": points}
-        ).json()
-
-    def pack_started(self, pack_id: int, lease_token: str, device: str) -> None:
-        self._call(
-            "POST",
-            f"/api/worker/packs/{pack_id}/started",
-            json={"lease_token": lease_token, "device": device},
-        )
-
-    def pack_heartbeat(self, pack_id: int, lease_token: str) -> dict[str, Any]:
-        """Renew the lease of every running member; `stopped` names the members cancelled
-        or pruned, and `cancel` says every member has stopped."""
-        return self._call(
-            "POST",
-            f"/api/worker/packs/{pack_id}/heartbeat",
-            json={"lease_token": lease_token},
-        ).json()
-
-    def upload_histograms(
-        self, experiment_id: int, lease_token: str, epoch: int, layers: dict[str, Any]
-    ) -> dict[str, Any]:
-        return self._call(
-            "POST",
-            f"/api/worker/experiments/{experiment_id}/histograms",
-            json={"lease_token": lease_token, "epoch": epoch, "layers": layers},
-        ).json()
-
-    def upload_model(self, experiment_id: int, lease_token: str, content: bytes) -> None:
-        self._call(
-            "PUT",
-            f"/api/worker/experiments/{experiment_id}/model",
-            params={"lease_token": lease_token},
-            content=content,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-
-    def finish(self, experiment_id: int, lease_token: str, **fields: Any) -> None:
-        self._call(
-            "POST",
-            f"/api/worker/experiments/{experiment_id}/finish",
-            json={"lease_token": lease_token, **fields},
-        )
-
-    def release(self, experiment_id: int, lease_token: str) -> None:
-        self._call(
-            "POST",
-            f"/api/worker/experiments/{experiment_id}/release",
-            json={"lease_token": lease_token},
-        )
