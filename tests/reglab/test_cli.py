@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from reglab import cli, sweep_view
+from reglab import cli, cli_common, cli_runs, sweep_view
 from reglab.client import ReglabClient, WorkerClient
 from tests.factories import make_spec
 from tests.reglab.test_frames import Fed, feed
@@ -28,8 +28,8 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rich writes to whatever stdout CliRunner gives it, 200 columns wide (no wrapping)."""
-    monkeypatch.setattr(cli, "console", Console(width=200))
-    monkeypatch.setattr(cli, "err", Console(width=200, stderr=True))
+    monkeypatch.setattr(cli_runs, "console", Console(width=200))
+    monkeypatch.setattr(cli_common, "err", Console(width=200, stderr=True))
 
 
 @pytest.fixture
