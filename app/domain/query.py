@@ -18,194 +18,74 @@ false on a run that lacks its field (a missing metric, an unset setting, no such
 case-insensitive: `%` any text, `_` one character, `\\` before either (or itself) takes
 it literally. Nothing here runs the text: it is read token by token and every mistake
 is a QueryError at its 1-based position ("at 27: expected a value after '>'").
-app/domain/query_sql.py turns the tree into SQL.
+The tree and its canonical text are app/domain/query_tree.py's, the tokens
+app/domain/query_tokens.py's; app/domain/query_sql.py turns the tree into SQL.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 from app.domain.query_fields import BOOL, NUMBER, TEXT, TIME, FieldError, FieldRef, resolve
+from app.domain.query_tokens import KEYWORDS, MAX_LENGTH, Tok, tokenize
+from app.domain.query_tree import (
+    And,
+    Compare,
+    Expr,
+    Has,
+    In,
+    Like,
+    Not,
+    Op,
+    Or,
+    OrderKey,
+    QueryError,
+    Value,
+    conjoin,
+    disjoin,
+    order_text,
+    quote,
+    show_value,
+    to_text,
+)
 
-MAX_LENGTH = 2000
+# The tree and the tokens live in query_tree.py and query_tokens.py; their names are
+# re-exported here, where the services and the tests have always found them.
+__all__ = [
+    "KEYWORDS",
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "MAX_TESTS",
+    "And",
+    "Compare",
+    "Expr",
+    "Has",
+    "In",
+    "Like",
+    "Not",
+    "Op",
+    "Or",
+    "OrderKey",
+    "QueryError",
+    "Tok",
+    "Value",
+    "as_time",
+    "check_compare",
+    "check_like",
+    "conjoin",
+    "disjoin",
+    "order_text",
+    "parse_filter",
+    "parse_order",
+    "quote",
+    "show_value",
+    "to_text",
+    "tokenize",
+]
+
 MAX_DEPTH = 32  # parentheses and NOTs inside each other
 MAX_TESTS = 100
-# Integers past 64 bits are compared as floats (no database column holds them exactly).
-_INT64 = 2**63 - 1
-
-Value = str | int | float | bool
-Op = Literal["=", "!=", "<", "<=", ">", ">="]
-
-
-class QueryError(ValueError):
-    """A query that cannot be read: where (1-based) and what was expected there."""
-
-    def __init__(self, position: int, message: str) -> None:
-        self.position = position
-        self.message = message
-        super().__init__(f"at {position}: {message}")
-
-
-# The tree. Every node is frozen and compares by content, not position.
-@dataclass(frozen=True)
-class Compare:
-    field: FieldRef
-    op: Op
-    value: Value
-
-
-@dataclass(frozen=True)
-class In:
-    field: FieldRef
-    values: tuple[Value, ...]
-    negated: bool = False
-
-
-@dataclass(frozen=True)
-class Like:
-    field: FieldRef
-    pattern: str
-    negated: bool = False
-
-
-@dataclass(frozen=True)
-class Has:
-    """A bare tag: the run carries it, with or without a value."""
-
-    field: FieldRef
-
-
-@dataclass(frozen=True)
-class Not:
-    operand: Expr
-
-
-@dataclass(frozen=True)
-class And:
-    operands: tuple[Expr, ...]
-
-
-@dataclass(frozen=True)
-class Or:
-    operands: tuple[Expr, ...]
-
-
-Expr = Compare | In | Like | Has | Not | And | Or
-
-
-@dataclass(frozen=True)
-class OrderKey:
-    field: FieldRef
-    descending: bool = False
-
-
-def conjoin(operands: list[Expr]) -> Expr:
-    """`a AND b AND c` as one flat node (an AND inside an AND is merged)."""
-    flat: list[Expr] = []
-    for operand in operands:
-        flat += operand.operands if isinstance(operand, And) else [operand]
-    return flat[0] if len(flat) == 1 else And(tuple(flat))
-
-
-def disjoin(operands: list[Expr]) -> Expr:
-    """`a OR b OR c` as one flat node."""
-    flat: list[Expr] = []
-    for operand in operands:
-        flat += operand.operands if isinstance(operand, Or) else [operand]
-    return flat[0] if len(flat) == 1 else Or(tuple(flat))
-
-
-# --- Tokens ------------------------------------------------------------------------------
-
-KEYWORDS = {"and", "or", "not", "in", "like", "true", "false", "asc", "desc"}
-_SPACE = re.compile(r"\s+")
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_WORD = re.compile(r"[A-Za-z_](?:[A-Za-z0-9_.:/\-]|\[(?:\d+|\*)\])*")
-_OPS = ("<=", ">=", "!=", "<>", "==", "=", "<", ">", "(", ")", ",")
-
-
-@dataclass(frozen=True)
-class Tok:
-    kind: Literal["word", "keyword", "string", "number", "op", "end"]
-    text: str  # as written (a keyword in lower case, a string without its quotes)
-    position: int  # 1-based
-    value: Value | None = None
-
-
-def tokenize(text: str) -> list[Tok]:
-    """The tokens of a query, ending with an `end` token; QueryError on a stray character
-    or an unclosed quote."""
-    if len(text) > MAX_LENGTH:
-        raise QueryError(MAX_LENGTH + 1, f"a query is at most {MAX_LENGTH} characters")
-    tokens: list[Tok] = []
-    index = 0
-    while index < len(text):
-        space = _SPACE.match(text, index)
-        if space:
-            index = space.end()
-            continue
-        position = index + 1
-        char = text[index]
-        if char == "'":
-            index = _string(text, index, tokens)
-            continue
-        number = _NUMBER.match(text, index)
-        if number and (char.isdigit() or char in ".+-"):
-            tokens.append(
-                Tok("number", number.group(), position, _number(number.group(), position))
-            )
-            index = number.end()
-            continue
-        word = _WORD.match(text, index)
-        if word:
-            lowered = word.group().lower()
-            kind: Literal["word", "keyword"] = "keyword" if lowered in KEYWORDS else "word"
-            tokens.append(Tok(kind, lowered if kind == "keyword" else word.group(), position))
-            index = word.end()
-            continue
-        op = next((op for op in _OPS if text.startswith(op, index)), None)
-        if op is None and char == "[":
-            raise QueryError(position, "expected an index, [0] or [*]")
-        if op is None:
-            raise QueryError(position, f"unexpected character {char!r}")
-        tokens.append(Tok("op", {"<>": "!=", "==": "="}.get(op, op), position))
-        index += len(op)
-    tokens.append(Tok("end", "", len(text) + 1))
-    return tokens
-
-
-def _string(text: str, start: int, tokens: list[Tok]) -> int:
-    """Read the quoted string at `start`; returns the index after its closing quote."""
-    parts: list[str] = []
-    index = start + 1
-    while True:
-        close = text.find("'", index)
-        if close < 0:
-            raise QueryError(start + 1, "unclosed quote: this string has no closing '")
-        parts.append(text[index:close])
-        if text.startswith("''", close):  # a doubled quote is one quote
-            parts.append("'")
-            index = close + 2
-            continue
-        value = "".join(parts)
-        if "\x00" in value:
-            raise QueryError(start + 1, "a string may not hold a NUL character")
-        tokens.append(Tok("string", value, start + 1, value))
-        return close + 1
-
-
-def _number(text: str, position: int) -> int | float:
-    if re.fullmatch(r"[-+]?\d+", text):
-        number = int(text)
-        return number if abs(number) <= _INT64 else float(number)
-    value = float(text)
-    if not math.isfinite(value):
-        raise QueryError(position, f"{text} is not a finite number")
-    return value
 
 
 # --- Parsing -----------------------------------------------------------------------------
@@ -443,49 +323,3 @@ def _show(value: Value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return f"'{value}'" if isinstance(value, str) else f"the number {value}"
-
-
-# --- Printing ----------------------------------------------------------------------------
-
-
-def quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def show_value(value: Value) -> str:
-    """A value as the language writes it."""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, str):
-        return quote(value)
-    return repr(value)
-
-
-def to_text(expr: Expr | None) -> str:
-    """The filter in canonical form: parsing it gives back an equal tree."""
-    if expr is None:
-        return ""
-    if isinstance(expr, Or):
-        return " OR ".join(to_text(operand) for operand in expr.operands)
-    if isinstance(expr, And):
-        return " AND ".join(_wrapped(operand, Or) for operand in expr.operands)
-    if isinstance(expr, Not):
-        return "NOT " + _wrapped(expr.operand, And | Or)
-    if isinstance(expr, Compare):
-        return f"{expr.field.text} {expr.op} {show_value(expr.value)}"
-    if isinstance(expr, In):
-        values = ", ".join(show_value(value) for value in expr.values)
-        return f"{expr.field.text} {'NOT IN' if expr.negated else 'IN'} ({values})"
-    if isinstance(expr, Like):
-        return f"{expr.field.text} {'NOT LIKE' if expr.negated else 'LIKE'} {quote(expr.pattern)}"
-    return expr.field.text
-
-
-def _wrapped(expr: Expr, kinds: object) -> str:
-    text = to_text(expr)
-    return f"({text})" if isinstance(expr, kinds) else text  # type: ignore[arg-type]
-
-
-def order_text(keys: list[OrderKey]) -> str:
-    """An order in canonical form."""
-    return ", ".join(f"{key.field.text} {'DESC' if key.descending else 'ASC'}" for key in keys)
