@@ -13,98 +13,62 @@ summary says so ("one_seed") and asks for seeds.
 Each point is also placed on a side of the U-shaped path from the best point's means
 (`app.domain.verdict.side`): under-fitting (too strong), over-fitting (too weak) or
 neither. Pure: no session; the services build the points from their rows.
+
+The points and how they are built are app/domain/winners_points.py's, Welch's test
+app/domain/welch.py's; this module ranks the points, compares them and says what it found.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.domain.spec_paths import PathError, parse_path, short_labels
-from app.domain.verdict import Reference, side
+from app.domain.verdict import side
+from app.domain.welch import plus_minus, welch
+from app.domain.winners_points import (
+    REGULARIZING,
+    Point,
+    RunResult,
+    group_points,
+    point_key,
+    point_label,
+    regularizes,
+    regularizing_paths,
+    sweep_points,
+    without_seed,
+)
+
+# Points and their building live in winners_points.py, Welch's test in welch.py; their
+# names are re-exported here, where the services and the tests have always found them.
+__all__ = [
+    "ALPHA",
+    "METRIC",
+    "REGULARIZING",
+    "Comparison",
+    "Judgement",
+    "Point",
+    "RunResult",
+    "Side",
+    "Summary",
+    "compare",
+    "group_points",
+    "plus_minus",
+    "point_key",
+    "point_label",
+    "regularizes",
+    "regularizing_paths",
+    "summarize",
+    "sweep_points",
+    "welch",
+    "without_seed",
+]
 
 METRIC = "best_val_data_loss"
 ALPHA = 0.05  # a difference with a p-value below this is told apart from seed noise
-# The last name of a swept path that makes a setting regularize: at 0 it does not.
-REGULARIZING = frozenset({"l1", "l2", "smoothness", "dropout", "recurrent_dropout"})
-_SEED_SUFFIX = " · seed "
 
 Judgement = Literal["one_seed", "within_noise", "real_difference", "too_early"]
 Side = Literal["underfitting", "overfitting", "best"]
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One run as the statistics see it: finished (succeeded) or not, its best validation
-    and its final training data loss."""
-
-    id: int
-    finished: bool
-    val: float | None
-    train: float | None
-
-    @property
-    def counts(self) -> bool:
-        """Whether it enters its point's statistics."""
-        return self.finished and self.val is not None and math.isfinite(self.val)
-
-
-@dataclass
-class Point:
-    """One setting and its runs; `unregularized` marks a setting known to regularize
-    nothing (a compare set's groups say so from their specs)."""
-
-    key: str
-    label: str
-    point: dict[str, float]
-    runs: list[RunResult] = field(default_factory=list)
-    unregularized: bool = False
-
-    # The statistics are read once the runs are all in (a summary is built from a
-    # finished list of points), so each is computed once.
-
-    @cached_property
-    def counted(self) -> list[RunResult]:
-        return [run for run in self.runs if run.counts]
-
-    @property
-    def n(self) -> int:
-        return len(self.counted)
-
-    @cached_property
-    def values(self) -> list[float]:
-        return [run.val for run in self.counted if run.val is not None]
-
-    @cached_property
-    def mean(self) -> float | None:
-        values = self.values
-        return sum(values) / len(values) if values else None
-
-    @cached_property
-    def std(self) -> float | None:
-        values = self.values
-        return math.sqrt(_variance(values)) if len(values) >= 2 else None
-
-    @cached_property
-    def train_mean(self) -> float | None:
-        trains = [run.train for run in self.counted if run.train is not None]
-        if not trains or len(trains) != self.n:
-            return None
-        return sum(trains) / len(trains)
-
-    @property
-    def run_ids(self) -> list[int]:
-        return [run.id for run in self.counted]
-
-    def reference(self) -> Reference:
-        """This point as the one runs are judged against (it has a mean)."""
-        mean = self.mean
-        assert mean is not None
-        return Reference(self.label, tuple(self.run_ids), mean, self.train_mean)
 
 
 @dataclass(frozen=True)
@@ -171,77 +135,6 @@ class Summary:
             "judgement": self.judgement,
             "text": self.text,
         }
-
-
-def _variance(values: Sequence[float]) -> float:
-    """The sample variance (n - 1 in the denominator)."""
-    mean = sum(values) / len(values)
-    return sum((value - mean) ** 2 for value in values) / (len(values) - 1)
-
-
-def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
-    """Welch's t-test of two samples of two or more values each: (mean(b) - mean(a), the
-    standard error of that difference, the two-sided p-value), as
-    `scipy.stats.ttest_ind(b, a, equal_var=False)` gives it."""
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("Welch's t-test needs two or more values on each side")
-    difference = sum(b) / len(b) - sum(a) / len(a)
-    var_a, var_b = _variance(a) / len(a), _variance(b) / len(b)
-    error = math.sqrt(var_a + var_b)
-    if error == 0:  # no spread at all: any difference is exact
-        return difference, 0.0, 1.0 if difference == 0 else 0.0
-    t = difference / error
-    df = (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
-    return difference, error, _t_two_sided(t, df)
-
-
-def _t_two_sided(t: float, df: float) -> float:
-    """P(|T| ≥ |t|) for Student's t with `df` degrees of freedom (df may be fractional)."""
-    return min(1.0, max(0.0, _incomplete_beta(df / 2, 0.5, df / (df + t * t))))
-
-
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b), by its continued fraction
-    (Lentz's method), on the side of x where it converges fast."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    front = math.exp(
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    if x < (a + 1) / (a + b + 2):
-        return front * _beta_fraction(a, b, x) / a
-    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
-
-
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    tiny, epsilon = 1e-300, 1e-15
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    result = d
-    for m in range(1, 500):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            result *= d * c
-        if abs(d * c - 1.0) < epsilon:
-            break
-    return result
-
-
-def plus_minus(difference: float, error: float) -> str:
-    """E.g. "0.009 ± 0.021": the error to two significant digits, the difference to the
-    same decimal place."""
-    if error <= 0 or not math.isfinite(error):
-        return f"{difference:.3g} ± 0"
-    decimals = max(0, 1 - math.floor(math.log10(error)))
-    return f"{difference:.{decimals}f} ± {error:.{decimals}f}"
 
 
 def _seeds(n: tuple[int, int]) -> str:
@@ -363,106 +256,3 @@ def _judge(
         )
     text = "; ".join(dict.fromkeys(comparison.text for comparison in comparisons))
     return ("real_difference" if first.distinguishable else "within_noise"), text
-
-
-# Building points from rows: a sweep's (by its swept values) and a compare set's (by group).
-
-
-def regularizing_paths(paths: Iterable[str]) -> list[str]:
-    """The swept paths that set a penalty strength or a dropout rate."""
-    found = []
-    for path in paths:
-        try:
-            tokens = parse_path(path)
-        except PathError:
-            continue
-        names = [token for token in tokens if isinstance(token, str)]
-        if names and names[-1] in REGULARIZING:
-            found.append(path)
-    return found
-
-
-def point_label(paths: Sequence[str], point: Mapping[str, float], fallback: str) -> str:
-    """E.g. "l2=0.001 · dropout=0.5", as run names show a point; `fallback` with no axes."""
-    if not paths:
-        return fallback
-    labels = short_labels(list(paths))
-    return " · ".join(
-        f"{label}={point[path]:g}"
-        for label, path in zip(labels, paths, strict=True)
-        if path in point
-    )
-
-
-def point_key(point: Mapping[str, float] | None) -> str:
-    """The same for runs of one sweep point (its swept values)."""
-    return json.dumps({path: float(value) for path, value in (point or {}).items()}, sort_keys=True)
-
-
-def sweep_points(
-    paths: Sequence[str],
-    runs: Iterable[tuple[RunResult, Mapping[str, float] | None]],
-    *,
-    fallback: str,
-) -> list[Point]:
-    """A sweep's points, in the order their first runs came, from (run, swept values)."""
-    points: dict[tuple[tuple[str, float], ...], Point] = {}
-    for run, values in runs:
-        seen = tuple(sorted((path, float(value)) for path, value in (values or {}).items()))
-        found = points.get(seen)
-        if found is None:
-            point = dict(seen)
-            found = points[seen] = Point(
-                point_key(point), point_label(paths, point, fallback), point
-            )
-        found.runs.append(run)
-    return list(points.values())
-
-
-def without_seed(name: str) -> str:
-    """A run's name without its seed part: "s · l2=0.001 · seed 1" → "s · l2=0.001"."""
-    head, found, tail = name.rpartition(_SEED_SUFFIX)
-    return head if found and tail.isdigit() else name
-
-
-def group_points(runs: Iterable[tuple[RunResult, str, str | None, bool]]) -> list[Point]:
-    """A compare set's points, from (run, name, group key, unregularized): seed repeats
-    share a group key; a run without one is a group of its own. Labels are the names
-    without their seed part, made distinct with the first run's id where two clash."""
-    points: dict[str, Point] = {}
-    for run, name, group, plain in runs:
-        key = group or f"run:{run.id}"
-        if key not in points:
-            points[key] = Point(key, without_seed(name), {}, unregularized=plain)
-        points[key].runs.append(run)
-    labels: dict[str, int] = {}
-    for point in points.values():
-        labels[point.label] = labels.get(point.label, 0) + 1
-    for point in points.values():
-        if labels[point.label] > 1:
-            point.label = f"{point.label} (#{point.runs[0].id})"
-    return list(points.values())
-
-
-def regularizes(spec: Mapping[str, Any]) -> bool:
-    """Whether a spec's model has any penalty or dropout (a strength or a rate above 0,
-    or a plugin penalty); a script's run, whose model is unknown, counts as regularized."""
-    model = spec.get("model")
-    if not isinstance(model, Mapping):
-        return True
-    return _regularizes(model)
-
-
-def _regularizes(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        if value.get("kind") == "plugin":
-            return True
-        for key, inner in value.items():
-            if key in REGULARIZING and isinstance(inner, int | float) and inner > 0:
-                return True
-            if _regularizes(inner):
-                return True
-        return False
-    if isinstance(value, list):
-        return any(_regularizes(inner) for inner in value)
-    return False
