@@ -18,7 +18,8 @@ waits and claims as soon as it frees up. A run that ran out of GPU memory is req
 the server (the child reports it retryable); its slot starts a fresh child and waits
 until the GPU has more memory free than the run had, or `oom_backoff` seconds, so that
 another slot may take it first. Every few seconds, and whenever a slot changes what it
-does, the worker reports its slots to the server (the workers page).
+does, the worker reports its slots to the server (the workers page). A slot's state,
+its GPU's availability and the report are worker/slot_state.py's.
 """
 
 from __future__ import annotations
@@ -30,15 +31,22 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from reglab.client import LeaseLostError, ReglabError, WorkerClient
 from worker.children import Child, describe_exit
-from worker.devices import Availability, GpuMonitor, GpuState, Slot, availability, slot_gpu
+from worker.devices import Availability, GpuMonitor, Slot
 from worker.plugins import plugin_names
+from worker.slot_state import (
+    SlotState,
+    describe_job,
+    job_runs,
+    next_child,
+    out_of_memory,
+    send_report,
+)
 
 log = logging.getLogger("reglab.worker")
 RUNS_PER_CHILD = 20
@@ -51,46 +59,8 @@ REPORT_SECONDS = 5.0
 OOM_BACKOFF_SECONDS = 60.0
 # A report is not worth holding up a stopping worker (the server may be down or paused).
 REPORT_TIMEOUT_SECONDS = 5.0
-
-
-@dataclass
-class SlotState:
-    """One slot's children and what it is doing, as the worker reports it: "starting",
-    "waiting" (with why: no work, GPU busy), "training" (its runs), or "stopped"."""
-
-    slot: Slot
-    state: str = "starting"
-    reason: str | None = None
-    experiment_ids: list[int] = field(default_factory=list)
-    pack_id: int | None = None
-    child: Child | None = None
-    spare: Child | None = None  # the next child, warming while the last job trains
-    claimed_free_mb: float | None = None  # GPU memory free for the job when it was claimed
-    # After a run ran out of memory here: the memory it had, and when (monotonic).
-    oom: tuple[float | None, float] | None = None
-
-    def pids(self) -> set[int]:
-        return {child.pid for child in (self.child, self.spare) if child is not None}
-
-    def describe(self, gpu: GpuState | None) -> dict[str, Any]:
-        """This slot in the worker's report (app/schemas/worker.py SlotReport)."""
-        return {
-            "name": self.slot.name,
-            "state": self.state,
-            "reason": self.reason,
-            "experiment_ids": list(self.experiment_ids),
-            "pack_id": self.pack_id,
-            "gpu": None
-            if gpu is None
-            else {
-                "index": gpu.index,
-                "uuid": gpu.uuid,
-                "name": gpu.name,
-                "memory_used_mb": gpu.memory_used_mb,
-                "memory_total_mb": gpu.memory_total_mb,
-                "utilization_percent": gpu.utilization_percent,
-            },
-        }
+# Moved to worker/slot_state.py; tests/worker/test_gpu_slots.py imports it from here.
+_out_of_memory = out_of_memory
 
 
 class Supervisor:
@@ -192,7 +162,7 @@ class Supervisor:
                             slot.name,
                             describe_exit(state.child.process.returncode),
                         )
-                    state.child, state.spare = _next_child(state), None
+                    state.child, state.spare = next_child(state), None
                 verdict = self._availability(state)
                 if not verdict.available:
                     self._wait_for_gpu(state, verdict)
@@ -206,23 +176,23 @@ class Supervisor:
                     break
                 verdict = self._availability(state, max_age=0)  # filled meanwhile?
                 if not verdict.available:
-                    log.info("handing %s back: %s", _describe_job(claim), verdict.reason)
+                    log.info("handing %s back: %s", describe_job(claim), verdict.reason)
                     self._release(client, claim)
                     self._wait_for_gpu(state, verdict)
                     continue
                 state.claimed_free_mb = verdict.free_mb
                 if not state.child.alive:  # died while waiting: a fresh one takes the job
-                    state.child, state.spare = _next_child(state), None
+                    state.child, state.spare = next_child(state), None
                 child = state.child
                 last = child.jobs + 1 >= self.runs_per_child
                 if last and state.spare is None:
                     state.spare = Child.spawn(slot)
                 pack = claim.get("pack")
-                self._set(state, "training", runs=_job_runs(claim), pack_id=pack and pack["id"])
+                self._set(state, "training", runs=job_runs(claim), pack_id=pack and pack["id"])
                 trained = self._train(client, slot, child, claim)
                 if not trained:
                     state.child = None  # stopped or dead: the spare (or a new one) goes on
-                elif slot.gpu and _out_of_memory(child.finished):
+                elif slot.gpu and out_of_memory(child.finished):
                     # Its memory goes back with it; the server has requeued the run.
                     log.info("%s ran out of memory: a fresh child will take the next", slot.name)
                     state.oom = (state.claimed_free_mb, time.monotonic())
@@ -269,33 +239,17 @@ class Supervisor:
 
     def _availability(self, state: SlotState, max_age: float = 0.5) -> Availability:
         """Whether the slot's GPU can take a run now (always, for a CPU slot), by a
-        reading at most `max_age` seconds old; after an out-of-memory failure, only once
-        more memory is free than the run had there, or `oom_backoff` seconds later."""
+        reading at most `max_age` seconds old (SlotState.availability: the out-of-memory
+        back-off included)."""
         if not state.slot.gpu:
             return Availability(True)
-        verdict = availability(
-            state.slot,
+        return state.availability(
             self.monitor.snapshot(max_age),
             own_pids=self._own_pids(),
-            slot_pids=state.pids(),
             min_free_mb=self.min_free_mb,
             share=self.share_gpus,
+            oom_backoff=self.oom_backoff,
         )
-        if not verdict.available or state.oom is None:
-            return verdict
-        had, when = state.oom
-        free = verdict.free_mb
-        freed = free is not None and had is not None and free >= had + self.min_free_mb
-        if not freed and time.monotonic() - when < self.oom_backoff:
-            now = "" if free is None else f"; {free:.0f} MiB free"
-            return Availability(
-                False,
-                f"GPU busy: waiting for it to free up after a run ran out of memory{now}",
-                free,
-                "oom",
-            )
-        state.oom = None
-        return verdict
 
     def _wait_for_gpu(self, state: SlotState, verdict: Availability) -> None:
         """Say why the slot waits, and look again in `gpu_poll` seconds. A child that has
@@ -323,27 +277,15 @@ class Supervisor:
 
     def _report(self, client: WorkerClient) -> bool:
         """Send the report; False when the server has no report call (an older one)."""
-        snapshot = self.monitor.snapshot(max_age=self.report_every / 2)
-        slots = [
-            state.describe(slot_gpu(state.slot, snapshot) if snapshot and state.slot.gpu else None)
-            for state in self.states.values()
-        ]
-        try:
-            client.report(
-                worker_id=self.worker_id,
-                host=self.host,
-                devices=[slot.name for slot in self.slots],
-                plugins=self.plugins,
-                slots=slots,
-            )
-        except ReglabError as error:
-            if error.status_code in (404, 405):
-                log.info("the server takes no slot reports (%s): not sending them", error)
-                return False
-            log.warning("report failed: %s", error)
-        except httpx.TransportError as error:
-            log.debug("report failed: %s", error)
-        return True
+        return send_report(
+            client,
+            self.states.values(),
+            self.monitor.snapshot(max_age=self.report_every / 2),
+            worker_id=self.worker_id,
+            host=self.host,
+            devices=[slot.name for slot in self.slots],
+            plugins=self.plugins,
+        )
 
     def _claim(self, client: WorkerClient, slot: Slot) -> dict[str, Any] | None:
         try:
@@ -373,7 +315,7 @@ class Supervisor:
 
     def _release(self, client: WorkerClient, claim: dict[str, Any]) -> None:
         """Hand a claimed job back to the queue (the worker is stopping)."""
-        for experiment_id in _job_runs(claim):
+        for experiment_id in job_runs(claim):
             self._call(client.release, experiment_id, claim["lease_token"])
 
     def _heartbeat(self, client: WorkerClient, claim: dict[str, Any]) -> bool:
@@ -389,8 +331,8 @@ class Supervisor:
         """Hand a claimed job to `child` and look after it until the child reports it
         finished (True: the child is ready for the next) or is stopped or dies (False)."""
         token = claim["lease_token"]
-        runs = _job_runs(claim)
-        what = _describe_job(claim)
+        runs = job_runs(claim)
+        what = describe_job(claim)
         log.info(
             "claimed %s, attempt %s, slot %s, child pid %s (job %d)",
             what,
@@ -457,29 +399,3 @@ class Supervisor:
     def close(self) -> None:
         for client in self._clients:
             client.close()
-
-
-def _job_runs(claim: dict[str, Any]) -> list[int]:
-    """The experiments a claim holds: its members for a pack, else its one run."""
-    pack = claim.get("pack")
-    if pack is not None:
-        return [int(member["experiment_id"]) for member in pack["members"]]
-    return [int(claim["experiment_id"])]
-
-
-def _next_child(state: SlotState) -> Child:
-    """The slot's spare child if it has one (warm already), else a new one."""
-    return state.spare if state.spare is not None else Child.spawn(state.slot)
-
-
-def _out_of_memory(finished: dict[str, Any] | None) -> bool:
-    """Whether a job's outcome (its "finished" line) is an out-of-memory failure."""
-    return finished is not None and str(finished.get("error") or "").startswith("out of memory")
-
-
-def _describe_job(claim: dict[str, Any]) -> str:
-    pack = claim.get("pack")
-    if pack is not None:
-        runs = ", ".join(str(run) for run in _job_runs(claim))
-        return f"pack {pack['id']} (experiments {runs})"
-    return f"experiment {claim['experiment_id']} ({claim['spec']['name']})"
