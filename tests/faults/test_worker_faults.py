@@ -9,6 +9,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,19 +20,13 @@ from tests.faults.conftest import Lab, WorkerProcess, alive, stopped
 
 pytestmark = pytest.mark.e2e
 LEASE, SWEEP = 3.0, 0.5
+Workers = dict[str, WorkerProcess]  # the workers started so far, by name
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    folder = tmp_path_factory.mktemp("worker-faults")
-    with Lab.open(folder, lease_seconds=LEASE, sweep_seconds=SWEEP, max_attempts=2) as lab:
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    with Lab.open(tmp_path, lease_seconds=LEASE, sweep_seconds=SWEEP, max_attempts=2) as lab:
         yield lab
-
-
-@pytest.fixture(scope="module")
-def workers(lab: Lab) -> dict[str, WorkerProcess]:
-    """The workers started so far, by name (the tests below hand them on in order)."""
-    return {}
 
 
 def each_epoch_once(lab: Lab, run_id: int, epochs: int) -> list[dict[str, Any]]:
@@ -43,8 +38,8 @@ def each_epoch_once(lab: Lab, run_id: int, epochs: int) -> list[dict[str, Any]]:
     return metrics
 
 
-def test_a_killed_supervisor_s_run_is_requeued_and_another_worker_takes_it(
-    lab: Lab, workers: dict[str, WorkerProcess]
+def a_killed_supervisor_s_run_is_requeued_and_another_worker_takes_it(
+    lab: Lab, workers: Workers
 ) -> None:
     first = workers["first"] = lab.start_worker("first")
     run_id = lab.submit(make_spec(name="orphaned", training={"epochs": 20}))
@@ -74,9 +69,7 @@ def test_a_killed_supervisor_s_run_is_requeued_and_another_worker_takes_it(
     each_epoch_once(lab, run_id, 20)
 
 
-def test_a_worker_paused_past_its_lease_is_fenced_off(
-    lab: Lab, workers: dict[str, WorkerProcess]
-) -> None:
+def a_worker_paused_past_its_lease_is_fenced_off(lab: Lab, workers: Workers) -> None:
     paused = workers["second"]
     run_id = lab.submit(make_spec(name="paused", training={"epochs": 30}))
     child = paused.wait_child_pid(run_id, 1)
@@ -117,9 +110,7 @@ def test_a_worker_paused_past_its_lease_is_fenced_off(
     assert f'POST /api/worker/experiments/{run_id}/heartbeat HTTP/1.1" 409' in server_log
 
 
-def test_sigterm_hands_a_worker_s_run_back_and_another_finishes_it(
-    lab: Lab, workers: dict[str, WorkerProcess]
-) -> None:
+def sigterm_hands_a_worker_s_run_back_and_another_finishes_it(lab: Lab, workers: Workers) -> None:
     idle = [workers["second"], workers["third"]]
     run_id = lab.submit(make_spec(name="handed-back", training={"epochs": 20}))
     wait_for(lambda: lab.get(run_id)["worker_id"] is not None, timeout=30)
@@ -143,9 +134,7 @@ def test_sigterm_hands_a_worker_s_run_back_and_another_finishes_it(
     workers["survivor"] = other
 
 
-def test_a_run_whose_worker_was_killed_can_be_cancelled_and_stays_so(
-    lab: Lab, workers: dict[str, WorkerProcess]
-) -> None:
+def a_run_whose_worker_was_killed_can_be_cancelled_and_stays_so(lab: Lab, workers: Workers) -> None:
     doomed = workers["survivor"]
     run_id = lab.submit(make_spec(name="cancelled-orphan", training={"epochs": 1000}))
     child = doomed.wait_child_pid(run_id, 1)
@@ -165,3 +154,14 @@ def test_a_run_whose_worker_was_killed_can_be_cancelled_and_stays_so(
     assert (run["status"], run["attempt"]) == ("cancelled", 1)
     assert lab.lease(run_id)[1] is None
     assert [s["status"] for s in lab.statuses(run_id)][-1] == "cancelled"
+
+
+@pytest.mark.timeout(600)  # four faults, each waiting out leases and new workers
+def test_workers_killed_paused_and_stopped_hand_their_runs_on(lab: Lab) -> None:
+    """One lab, four faults in turn, each handing its workers on to the next (which
+    workers are alive and idle is part of each step's setting)."""
+    workers: Workers = {}
+    a_killed_supervisor_s_run_is_requeued_and_another_worker_takes_it(lab, workers)
+    a_worker_paused_past_its_lease_is_fenced_off(lab, workers)
+    sigterm_hands_a_worker_s_run_back_and_another_finishes_it(lab, workers)
+    a_run_whose_worker_was_killed_can_be_cancelled_and_stays_so(lab, workers)
