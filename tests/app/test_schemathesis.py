@@ -38,10 +38,10 @@ from tests.factories import make_spec
 
 # Operations whose bodies carry rules that JSON Schema cannot say: the sum of two splits,
 # which layers may follow which and on what data, what a sweep's path names, what an
-# uploaded file holds, a histogram's one more edge than counts, a query's grammar. A
-# schema-valid body may break one of them; the answer is then a 422 naming it, and
-# `refusals_name_a_rule` checks that it is that and nothing else (never the schema's own
-# kind of refusal).
+# uploaded file holds, a histogram's one more edge than counts, a query's grammar, a model
+# file that is not empty. A schema-valid body may break one of them; the answer is then a
+# 422 naming it, and `refusals_name_a_rule` checks that it is that and nothing else (never
+# the schema's own kind of refusal).
 RULES_BEYOND_THE_SCHEMA = [
     ("POST", "/api/experiments"),
     ("GET", "/api/experiments"),  # the filter and order languages
@@ -50,6 +50,7 @@ RULES_BEYOND_THE_SCHEMA = [
     ("POST", "/api/sweeps/{sweep_id}/seeds"),  # the sweep's run limit
     ("POST", "/api/datasets"),
     ("POST", "/api/worker/experiments/{experiment_id}/histograms"),
+    ("PUT", "/api/worker/experiments/{experiment_id}/model"),  # a model file is not empty
 ]
 # A spec has a hundred fields: the coverage phase would send ~3,000 bodies to each of
 # these two (1,100 of them valid), every field at every bound and broken every way. Their

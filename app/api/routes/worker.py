@@ -188,6 +188,7 @@ def pack_started(pack_id: PackId, body: StartedIn, session: SessionDep) -> Respo
     responses={**LEASE_LOST, 413: {"model": ErrorOut, "description": "Model too large"}},
     openapi_extra={
         "requestBody": {
+            "description": "The `.keras` file's bytes; an empty body gets 422.",
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
