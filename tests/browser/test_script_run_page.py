@@ -58,7 +58,11 @@ model.fit(x[:160], y[:160], validation_data=(x[160:200], y[160:200]), epochs=EPO
 reglab.log_test(model.evaluate(x[200:], y[200:], batch_size=32, verbose=0, return_dict=True))
 print(json.dumps({"run_id": reglab.run_id, "error": reglab.error}))
 """.replace("EPOCHS", str(EPOCHS))
-POINTS = "id => document.getElementById(id).data.map(t => t.x.length)"
+# Each trace's point count ([null] until the chart is drawn, so a wait goes on).
+POINTS = (
+    "id => { const d = document.getElementById(id)?.data;"
+    " return d ? d.map(t => t.x.length) : [null]; }"
+)
 
 
 @pytest.fixture

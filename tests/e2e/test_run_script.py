@@ -56,7 +56,12 @@ def step(x, y):
     return data_loss, reg_loss
 
 
-with reglab.Run("tape loop", config={"l2": 0.01, "epochs": config["epochs"]}) as run:
+run = reglab.Run(
+    "tape loop",
+    config={"l2": 0.01, "epochs": config["epochs"]},
+    close_timeout=config.get("close_timeout", 10.0),
+)
+with run:
     for epoch in range(config["epochs"]):
         data_loss, reg_loss = step(x[:96], y[:96])
         val_data_loss = tf.reduce_mean(tf.square(x[96:] @ kernel - y[96:]))
@@ -122,7 +127,9 @@ def test_a_tape_loop_keeps_training_while_the_server_restarts(
     server: Server, tmp_path: Path
 ) -> None:
     epochs = 30
-    process = start_tape(server, tmp_path, {"epochs": epochs, "sleep": 0.1})
+    # The end of the block waits for the restarted server (slow to start on a loaded machine).
+    config = {"epochs": epochs, "sleep": 0.1, "close_timeout": 120}
+    process = start_tape(server, tmp_path, config)
     progress = tmp_path / "progress"
 
     def epoch_reached() -> int:
