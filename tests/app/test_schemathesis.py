@@ -105,7 +105,7 @@ def refusals_name_a_rule(ctx: Any, response: Any, case: schemathesis.Case) -> bo
 
 
 STATEFUL = settings(
-    max_examples=5,
+    max_examples=3,
     deadline=None,
     database=None,
     derandomize=True,

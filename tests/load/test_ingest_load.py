@@ -1,4 +1,4 @@
-"""8 runs streaming 100 epochs x 20 metrics at once, with 20 viewers and list queries:
+"""8 runs streaming 30 epochs x 20 metrics at once, with 20 viewers and list queries:
 nothing fails, every point is stored once, every viewer gets every epoch in order.
 
 The load is `bench/ingest_load.py`'s; that script also measures its rate (points/s held),
@@ -18,7 +18,7 @@ from tests.load.conftest import ServeFactory, run_async
 
 pytestmark = pytest.mark.e2e
 
-RUNS, EPOCHS, METRICS, VIEWERS = 8, 100, 20, 20
+RUNS, EPOCHS, METRICS, VIEWERS = 8, 30, 20, 20
 
 
 def test_eight_runs_streaming_at_once_store_every_point_and_reach_every_viewer(

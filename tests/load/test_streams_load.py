@@ -215,7 +215,7 @@ def test_a_viewer_that_stops_reading_holds_bounded_memory_and_slows_no_one(
     """With a long send timeout the stalled stream stays open, stuck in its send: its
     queue (32 events) fills and overflows, and then nothing more is kept for it. So the
     server's memory stays flat while 12 MB more go out to each viewer, and the 5 readers
-    of the same run still get every epoch at once."""
+    of the same run still get every epoch without waiting on it."""
     readers = 5
     server = serve(sqlite_db, REGLAB_SSE_SEND_TIMEOUT="60", REGLAB_SSE_QUEUE_SIZE="32")
     run_id, token = start_run(server)
@@ -254,7 +254,9 @@ def test_a_viewer_that_stops_reading_holds_bounded_memory_and_slows_no_one(
         assert viewer.epochs == list(range(memory["epochs"]))
         assert viewer.statuses[-1] == "succeeded"
     delays = [delay for viewer in watching for delay in viewer.delays]
-    assert percentile(delays, 99) < 0.75, f"readers' p99 delay {percentile(delays, 99):.3f} s"
+    # A reader held up behind the stalled stream would wait out its 60 s send timeout; on a
+    # loaded machine (the suite's other processes) the readers' p99 is 0.1-1 s.
+    assert percentile(delays, 99) < 5, f"readers' p99 delay {percentile(delays, 99):.3f} s"
     grown_mb = (memory["end"] - memory["filled"]) / 1024
     # With an unbounded queue (REGLAB_SSE_QUEUE_SIZE=100000) it grew 8.2-8.3 MB; here 0.1-0.5.
     assert grown_mb < 3, f"RSS grew {grown_mb:.1f} MB while 12 MB went out to each viewer"
