@@ -23,12 +23,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Tests run in JOBS processes (pytest-xdist); an idle process takes queued tests from a
-# busy one (worksteal), so the slow end-to-end tests do not pile up at the end. Not by
-# module or group: schemathesis gives its 51 operations one node id, and a scheduler that
-# keys tests by node id runs one of them.
+# Tests run in JOBS processes (pytest-xdist), handed out one by one in the order of
+# tests/conftest.py (the slow ones first). Not by module or group: schemathesis gives its
+# 51 operations one node id, and a scheduler that keys tests by node id runs one of them.
 JOBS ?= 4
-PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist worksteal
+PYTEST := $(BIN)/python -m pytest -n $(JOBS)
 
 test: lint
 	$(PYTEST)

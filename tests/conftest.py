@@ -40,6 +40,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         if folder == "browser":
             item.add_marker(pytest.mark.browser)
+    # The slow tests first (processes and browsers, then the worker's training), the quick
+    # ones last: the test processes of `make test` end together instead of one finishing a
+    # long test alone. A stable sort: each module's tests keep their order.
+    items.sort(key=_weight)
+
+
+def _weight(item: pytest.Item) -> int:
+    folder = item.path.relative_to(TESTS).parts[0]
+    return 0 if folder in SYSTEM_FOLDERS else 1 if folder == "worker" else 2
 
 
 def _use_database(url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

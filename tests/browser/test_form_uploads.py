@@ -82,6 +82,7 @@ def test_upload_a_csv_and_queue_a_run_on_it(page: Page, stack: str, tmp_path: Pa
     # A fresh form lists the upload after the built-ins, and a clone selects it.
     open_form(page)
     options = page.locator('[name="dataset.name"] option')
+    expect(options.and_(page.locator(f'[value="upload:{upload_id}"]'))).to_have_count(1)
     values = options.evaluate_all("nodes => nodes.map(node => node.value)")
     assert values.index(f"upload:{upload_id}") > values.index("periodic_series")
     open_form(page, f"?clone={run_id}")
