@@ -23,9 +23,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Tests run in JOBS processes (pytest-xdist), handed out one by one in the order of
-# tests/conftest.py (the slow ones first). Not by module or group: schemathesis gives its
-# 51 operations one node id, and a scheduler that keys tests by node id runs one of them.
+# Tests run in JOBS processes (pytest-xdist). tests/scheduling.py hands them out a unit at
+# a time, the slowest first (a unit: one test, or tests that share a costly server or lab).
 JOBS ?= 4
 PYTEST := $(BIN)/python -m pytest -n $(JOBS)
 

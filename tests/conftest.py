@@ -3,6 +3,7 @@ the app on it, and a real uvicorn server in a thread."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -12,8 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
@@ -23,6 +26,7 @@ import uvicorn
 from app.db import reset_engines
 from app.migrate import upgrade
 from app.settings import get_settings
+from tests.scheduling import UnitScheduling, rank, unit_of
 
 PG_ADMIN_URL = os.environ.get("REGLAB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TESTS = Path(__file__).resolve().parent
@@ -40,15 +44,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         if folder == "browser":
             item.add_marker(pytest.mark.browser)
-    # The slow tests first (processes and browsers, then the worker's training), the quick
-    # ones last: the test processes of `make test` end together instead of one finishing a
-    # long test alone. A stable sort: each module's tests keep their order.
-    items.sort(key=_weight)
+    # The slow tests first, each unit of tests/scheduling.py in one piece: the test
+    # processes of `make test` end together instead of one finishing a long test alone.
+    first: dict[object, int] = {}
+    keys: dict[int, tuple[int, int]] = {}
+    for index, item in enumerate(items):
+        unit = unit_of(item.nodeid, index)
+        keys[id(item)] = (rank(item.nodeid, unit), first.setdefault(unit, index))
+    items.sort(key=lambda item: keys[id(item)])
 
 
-def _weight(item: pytest.Item) -> int:
-    folder = item.path.relative_to(TESTS).parts[0]
-    return 0 if folder in SYSTEM_FOLDERS else 1 if folder == "worker" else 2
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Units handed out one at a time (tests/scheduling.py), unless `--dist` says else."""
+    if config.getoption("dist") != "load":
+        return None
+    return UnitScheduling(config, log)
 
 
 def _use_database(url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,6 +186,16 @@ def run_in_thread(port: int) -> Iterator[str]:
 def live_server(sqlite_db: str) -> Iterator[str]:
     """A real uvicorn server on the SQLite database, in a thread."""
     yield from run_in_thread(free_port())
+
+
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` in a thread of its own: once a browser test has run in a test process,
+    Playwright's sync API keeps an event loop running in its main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def wait_for(predicate: object, timeout: float = 30.0, interval: float = 0.05) -> None:

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from app.db import session_scope
 from app.models import Experiment
 from app.settings import get_settings
+from tests.conftest import run_async
 from tests.factories import make_spec
 
 MIB = 1024 * 1024
@@ -455,7 +456,7 @@ def test_a_streamed_10_mb_body_is_413_after_at_most_one_chunk_past_the_limit(
     app = client.app
     for method, template, _ in JSON_ROUTES:
         for headers in ([], [(b"content-length", b"10")]):  # none, or one that lies
-            status, body, read = asyncio.run(
+            status, body, read = run_async(
                 _asgi_post(
                     app,
                     method,
@@ -474,7 +475,7 @@ def test_a_body_sent_to_an_event_stream_ends_the_stream_not_the_server(
     """A stream reads on while it sends (to notice a client leaving): past the limit, with
     the 200 already out, the exchange ends as if the client had gone."""
     run_id, _ = claim(client)  # running: its stream would never end by itself
-    status, body, read = asyncio.run(
+    status, body, read = run_async(
         asyncio.wait_for(
             _asgi_post(
                 client.app, "GET", f"/api/experiments/{run_id}/events", chunks_of(10 * MIB), []
@@ -534,7 +535,7 @@ def test_the_model_upload_has_its_own_larger_limit(
     assert client.get(f"/api/experiments/{run_id}/model").content == model
     too_big = client.put(upload, params={"lease_token": token}, content=b"k" * (4 * MIB))
     assert too_big.status_code == 413
-    status, _, read = asyncio.run(
+    status, _, read = run_async(
         _asgi_post(client.app, "PUT", f"{upload}?lease_token={token}", chunks_of(10 * MIB), [])
     )
     assert status == 413

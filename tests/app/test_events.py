@@ -13,7 +13,7 @@ from app.client import ReglabClient, ServerEvent, WorkerClient
 from app.db import session_scope
 from app.models import FINAL_STATUSES, Status
 from app.services import experiments
-from tests.conftest import wait_for
+from tests.conftest import run_async, wait_for
 from tests.factories import make_spec
 
 
@@ -179,7 +179,7 @@ def test_many_open_streams_hold_no_database_connections(live_server: str) -> Non
             await asyncio.to_thread(finish_run, live_server, run_id, token, 5)
             return await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
-    assert asyncio.run(main()) == [[0, 1, 2, 3, 4]] * viewers
+    assert run_async(main()) == [[0, 1, 2, 3, 4]] * viewers
 
 
 def raw_stream(url: str, run_id: int, received: list[tuple[str, str]]) -> None:

@@ -84,6 +84,15 @@ CONFIG = schemathesis.Config.from_dict(
                 **LARGE_BODIES.get((method, path), {}),
             }
             for method, path in RULES_BEYOND_THE_SCHEMA
+        ]
+        + [
+            # A live run's stream never ends by itself: a second of it is checked, not
+            # the ten the other operations may take.
+            {
+                "include-method": "GET",
+                "include-path": "/api/experiments/{experiment_id}/events",
+                "request-timeout": 1.0,
+            }
         ],
     }
 )
