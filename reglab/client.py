@@ -37,6 +37,7 @@ from reglab.connection import (
     env_token,
     raise_for_error,
     server_url,
+    tls_context,
 )
 from reglab.worker_client import WorkerClient
 
@@ -82,6 +83,7 @@ class ReglabClient:
             timeout=timeout,
             transport=transport,
             headers=auth_headers(token),
+            verify=tls_context(),
         )
 
     def __enter__(self) -> ReglabClient:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from reglab.connection import auth_headers, env_token, raise_for_error, server_url
+from reglab.connection import auth_headers, env_token, raise_for_error, server_url, tls_context
 
 __all__ = ["WorkerClient"]
 
@@ -39,6 +39,7 @@ class WorkerClient:
             timeout=timeout,
             transport=transport,
             headers=auth_headers(token),
+            verify=tls_context(),
         )
 
     def close(self) -> None:
