@@ -3,11 +3,13 @@
 Every child prints them as it imports TensorFlow, whatever `TF_CPP_MIN_LOG_LEVEL` says
 (they come before absl's logging is set up): 'failed call to cuInit' on a host or slot
 with no GPU, cudart_stub's 'Could not find cuda drivers', cpu_feature_guard's note on
-CPU instructions, absl's own warning, and the cuDNN/cuFFT/cuBLAS factories registered
-twice. Run as `python -m worker.notices [--gpu]` between a child's stderr and the
-worker's: every other line passes through at once, so a real error still shows, and
-it lives as long as the child's stderr is open, whatever happens to the supervisor.
-On a GPU slot a failed cuInit is a real error, and shows.
+CPU instructions, port.cc's note that oneDNN's operations are on, absl's own warning,
+and the cuDNN/cuFFT/cuBLAS factories registered twice.
+
+Run as `python -m worker.notices [--gpu]` between a child's stderr and the worker's:
+every other line passes through at once, so a real error still shows, and it lives as
+long as the child's stderr is open, whatever happens to the supervisor. On a GPU slot a
+failed cuInit is a real error, and shows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ _HARMLESS = re.compile(
     r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|cudart_stub\.cc:\d+\]"
     r"|cpu_feature_guard\.cc:\d+\]"
+    r"|port\.cc:\d+\] oneDNN custom operations are on"
     r"|^To enable the following instructions: .* rebuild TensorFlow with the appropriate"
     r"|Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory"
 )

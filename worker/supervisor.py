@@ -288,21 +288,53 @@ class Supervisor:
         )
 
     def _claim(self, client: WorkerClient, slot: Slot) -> dict[str, Any] | None:
-        try:
-            return client.claim(
-                worker_id=self.worker_id,
-                host=self.host,
-                devices=[s.name for s in self.slots],
-                slot=slot.name,
-                wait=self.claim_wait,
-                plugins=self.plugins,
-            )
-        except (httpx.TransportError, ReglabError, RuntimeError) as error:
+        """A long-poll claim, given up as soon as the worker stops. Closing its client
+        does not break off a request under way, so the call runs in a thread of its own
+        that a stopping worker leaves behind: its connection closes as the process ends,
+        and the server lets go of a claimer that has gone. A run it claims after it was
+        left behind goes back to the queue."""
+        answer: list[dict[str, Any] | None] = []
+        failure: list[BaseException] = []
+        done = threading.Event()
+        lock = threading.Lock()
+        left_behind = False
+
+        def call() -> None:
+            try:
+                claim = client.claim(
+                    worker_id=self.worker_id,
+                    host=self.host,
+                    devices=[s.name for s in self.slots],
+                    slot=slot.name,
+                    wait=self.claim_wait,
+                    plugins=self.plugins,
+                )
+            except (httpx.TransportError, ReglabError, RuntimeError) as error:
+                failure.append(error)
+                done.set()
+                return
+            with lock:
+                answer.append(claim)
+                done.set()
+                if not left_behind or claim is None:
+                    return
+            with contextlib.closing(self._client(timeout=REPORT_TIMEOUT_SECONDS)) as releaser:
+                self._release(releaser, claim)
+
+        threading.Thread(target=call, name=f"claim {slot.name}", daemon=True).start()
+        while not done.wait(0.2):
+            if self.stopping.is_set():
+                with lock:
+                    if not done.is_set():
+                        left_behind = True
+                        return None
+        if failure:
             if self.stopping.is_set():
                 return None
-            log.warning("claim failed (%s); retrying", error)
+            log.warning("claim failed (%s); retrying", failure[0])
             self.stopping.wait(2.0)
             return None
+        return answer[0]
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:

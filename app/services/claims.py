@@ -24,6 +24,7 @@ from app.settings import Settings
 Claimed = tuple[Experiment, list[Experiment]]  # the run, and its pack's members (or [])
 
 POLL_FALLBACK_SECONDS = 5.0
+GONE_CHECK_SECONDS = 0.5
 
 
 async def claim_waiting(
@@ -72,6 +73,23 @@ async def claim_waiting(
         remaining = deadline - time.monotonic()
         if remaining <= 0 or await gone():
             return None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter.wait(), timeout=min(remaining, POLL_FALLBACK_SECONDS))
+        if not await _woken_or_gone(waiter, min(remaining, POLL_FALLBACK_SECONDS), gone):
+            return None
         waited = True
+
+
+async def _woken_or_gone(
+    waiter: asyncio.Event, seconds: float, gone: Callable[[], Awaitable[bool]]
+) -> bool:
+    """Wait up to `seconds` for the queue to change; False as soon as the claimer has gone
+    (looked at every GONE_CHECK_SECONDS). A claimer that left is noticed at once, not when
+    the wait runs out: a server shutting down waits for open requests (a few seconds),
+    and a worker stopping closes its long poll before it goes."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter.wait(), timeout=min(left, GONE_CHECK_SECONDS))
+            return True
+        if await gone():
+            return False
+    return True

@@ -19,6 +19,10 @@ NOTICES = [
     "on your machine, GPU will not be used.",
     "I0000 00:00:1796533113.570357   21846 cpu_feature_guard.cc:227] This TensorFlow binary "
     "is optimized to use available CPU instructions in performance-critical operations.",
+    "I0000 00:00:1796562153.672708   20623 port.cc:153] oneDNN custom operations are on. "
+    "You may see slightly different numerical results due to floating-point round-off "
+    "errors from different computation orders. To turn them off, set the environment "
+    "variable `TF_ENABLE_ONEDNN_OPTS=0`.",
     "To enable the following instructions: AVX2 FMA, in other operations, rebuild "
     "TensorFlow with the appropriate compiler flags.",
     "E0000 00:00:1730000000.000000    1234 cuda_dnn.cc:8310] Unable to register cuDNN "
