@@ -106,7 +106,6 @@ class Supervisor:
         self._transport = transport
         self._threads: list[threading.Thread] = []
         self._clients: list[WorkerClient] = []
-        self._claim_clients: list[WorkerClient] = []
 
     def run(self) -> None:
         """Start every slot and block until stopped."""
@@ -138,10 +137,6 @@ class Supervisor:
             log.info("worker %s: stopping", self.worker_id)
         self.stopping.set()
         self._report_due.set()
-        # Break off long-polling claims now rather than when their wait runs out.
-        for client in list(self._claim_clients):
-            with contextlib.suppress(Exception):
-                client.close()
 
     def _client(self, timeout: float = 30.0) -> WorkerClient:
         client = WorkerClient(self.server_url, transport=self._transport, timeout=timeout)
@@ -152,7 +147,6 @@ class Supervisor:
         state = self.states[slot.name]
         client = self._client()
         claim_client = self._client()
-        self._claim_clients.append(claim_client)
         try:
             while not self.stopping.is_set():
                 if state.child is None or not state.child.alive:
