@@ -1,5 +1,5 @@
 """Ctrl-C on a server whose worker has just left: `reglab serve` stops within its graceful
-shutdown (3 s) and says nothing alarming. A long-poll claim whose claimer closed it ends
+shutdown and says nothing alarming. A long-poll claim whose claimer closed it ends
 when the claimer goes, not when its wait (or the 5 s look at the queue) runs out, which
 the server's shutdown would otherwise cut short with a CancelledError traceback."""
 
@@ -16,49 +16,29 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port, health, wait_for
+from tests.conftest import free_port, wait_for
+from tests.faults.conftest import Lab
 
 
 def test_a_claim_whose_worker_left_does_not_hold_up_the_shutdown(tmp_path: Path) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "REGLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'reglab.db'}",
-        "REGLAB_DATA_DIR": str(tmp_path / "data"),
-        "REGLAB_CLAIM_WAIT_SECONDS": "60",
-    }
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "reglab.cli", "serve", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: health(url), timeout=60)
+    # A second of graceful shutdown, well before the server's next look at the queue (5 s).
+    with Lab.open(tmp_path, claim_wait_seconds=60, graceful_shutdown_seconds=1) as lab:
         # A worker's long poll on an empty queue, whose connection then closes (as when a
         # stopping worker's process ends) before the server is stopped.
         body = json.dumps(
             {"worker_id": "w", "host": "h", "devices": ["CPU"], "slot": "CPU", "wait": 60}
         ).encode()
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as claimer:
+        with socket.create_connection(("127.0.0.1", lab.port), timeout=10) as claimer:
             claimer.sendall(
                 b"POST /api/worker/claim HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 b"Content-Type: application/json\r\n"
                 + f"Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
-            time.sleep(1.0)  # the claim waits on the server
+            time.sleep(0.5)  # the claim waits on the server
         time.sleep(1.0)  # past the server's look at the claimer (every 0.5 s)
-        server.send_signal(signal.SIGINT)
-        assert server.wait(15) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-    text = log_path.read_text(errors="replace")
+        lab.stop_server(signal.SIGINT, timeout=15)
+        text = (lab.folder / "server.log").read_text(errors="replace")
     # Past its graceful shutdown, uvicorn cancels what still runs, with a traceback.
     assert "Traceback" not in text and "graceful shutdown exceeded" not in text, text
 
